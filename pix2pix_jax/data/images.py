@@ -90,6 +90,35 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
   return decode_image(data, os.fspath(path))
 
 
+def read_image_size(path: str | os.PathLike) -> tuple[int, int]:
+  """Reads only the header of an image file.
+
+  Cheap (no pixel decoding), so it catches empty, garbage and unknown files but
+  not truncated pixel data, which only `load_image` finds.
+
+  Returns:
+    (width, height).
+
+  Raises:
+    BadImageError: the file is empty or not a readable image.
+  """
+  name = os.fspath(path)
+  with open(path, "rb") as f:  # Missing or unreadable files raise OSError as usual.
+    if not f.read(1):
+      raise BadImageError(
+          f"{name}: the file is empty (0 bytes). Re-copy or re-download it, or delete it."
+      )
+    f.seek(0)
+    try:
+      with Image.open(f) as image:
+        return image.size
+    except _PILLOW_DECODE_ERRORS as e:
+      raise BadImageError(
+          f"{name}: not an image in a format Pillow can read ({e}). Re-copy or "
+          "re-download this file, or delete it."
+      ) from e
+
+
 def _to_rgb_uint8(image: Image.Image, name: str) -> np.ndarray:
   """Converts a decoded Pillow image of any supported mode to (H, W, 3) uint8."""
   if image.mode in _WIDE_GREY_MODES:
@@ -123,15 +152,19 @@ def split_aligned(image: np.ndarray, name: str) -> tuple[np.ndarray, np.ndarray]
   """
   if image.ndim != 3:
     raise BadImageError(f"{name}: expected an (H, W, C) image, got shape {image.shape}.")
-  width = image.shape[1]
+  check_aligned_width(image.shape[1], name)
+  half = image.shape[1] // 2
+  return image[:, :half], image[:, half:]
+
+
+def check_aligned_width(width: int, name: str) -> None:
+  """Raises BadImageError unless `width` splits into two equal A|B halves."""
   if width % 2:
     raise BadImageError(
         f"{name}: width {width} is odd, so it cannot be an aligned A|B pair (the photo A "
         "on the left half, B on the right, each half the same width). Re-create the "
         "pair with two halves of equal width, or use separate A/ and B/ folders."
     )
-  half = width // 2
-  return image[:, :half], image[:, half:]
 
 
 def encode_png(image: np.ndarray, compress_level: int = 1) -> bytes:
