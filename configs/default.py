@@ -1,0 +1,79 @@
+"""The paper's defaults (pix2pix, Isola et al. 2017, and the authors' options/*.py).
+
+Every other config imports this one and overrides a few fields. Run, e.g.:
+  python launch.py --config configs/facades.py --workdir runs/facades
+"""
+
+import ml_collections
+
+
+def get_config() -> ml_collections.ConfigDict:
+  config = ml_collections.ConfigDict()
+  config.seed = 0  # all randomness (init, dropout, shuffling, augmentation) derives from it
+
+  # ---- Data
+  config.data = data = ml_collections.ConfigDict()
+  data.dataset = "facades"  # synthetic | folder | facades | maps | cityscapes | edges2shoes | ...
+  data.data_dir = ""  # folder datasets: root with train/ val/ (aligned A|B images)
+  data.tfds_data_dir = ""  # where prepared TFDS datasets live ("" = TFDS default)
+  data.manual_dir = ""  # where downloaded tarballs / extracted folders are looked for
+  data.direction = "AtoB"  # AtoB | BtoA
+  data.preprocess = "resize_and_crop"  # resize_and_crop | crop | scale_width | scale_width_and_crop | none
+  data.load_size = 286  # pixels: resize to this ...
+  data.crop_size = 256  # ... then random-crop this (the network's input size)
+  data.no_flip = False  # the paper flips horizontally at random
+  data.train_split = "train"
+  data.eval_split = "val"
+  data.num_synthetic = 400  # examples in the synthetic dataset (same count as facades train)
+  data.num_threads = 2  # decoding/augmentation threads per process
+  data.prefetch = 4  # batches prefetched per process
+  data.skip_bad_images = False  # skip (and count) undecodable images instead of failing
+
+  # ---- Model
+  config.model = model = ml_collections.ConfigDict()
+  model.generator = "unet_256"  # unet_256 | unet_128 | unet (num_downs below)
+  model.num_downs = 8  # only for generator="unet"
+  model.ngf = 64  # generator base width
+  model.discriminator = "basic"  # basic (70×70 PatchGAN) | n_layers | pixel
+  model.n_layers_d = 3  # only for discriminator="n_layers"
+  model.ndf = 64  # discriminator base width
+  model.norm = "batch"  # batch | instance | none
+  model.use_dropout = True
+  model.dropout_rate = 0.5
+  model.input_nc = 3  # channels of the input image (1 = grayscale)
+  model.output_nc = 3  # channels of the output image
+
+  # ---- Loss
+  config.loss = loss = ml_collections.ConfigDict()
+  loss.gan_mode = "vanilla"  # vanilla (BCE, the paper) | lsgan | wgangp
+  loss.lambda_l1 = 100.0
+  loss.lambda_gp = 10.0  # only for wgangp
+
+  # ---- Optimiser and schedule (in epochs, as the authors count)
+  config.optim = optim = ml_collections.ConfigDict()
+  optim.lr = 2e-4
+  optim.beta1 = 0.5
+  optim.beta2 = 0.999
+  optim.lr_policy = "linear"  # linear | step | cosine | constant
+  optim.n_epochs = 100  # epochs at the initial learning rate
+  optim.n_epochs_decay = 100  # epochs of linear decay afterwards
+  optim.lr_decay_iters = 50  # epochs between ×0.1 steps (lr_policy="step")
+
+  # ---- Loop
+  config.batch_size = 1  # global batch, over all devices and hosts
+  config.num_train_steps = -1  # -1: (n_epochs + n_epochs_decay) epochs
+  config.compute_dtype = "float32"  # float32 | bfloat16 (parameters and optimiser stay float32)
+  config.deterministic = False  # deterministic XLA kernels on GPU (slower)
+
+  # ---- Logging, samples, evaluation, checkpoints (intervals in steps; 0 = never)
+  config.log_every_steps = 100
+  config.sample_every_steps = 1000
+  config.num_samples = 4  # validation examples shown in each sample grid
+  config.eval_every_steps = 0  # periodic L1/PSNR/SSIM on data.eval_split
+  config.eval_mode = "paper"  # paper (dropout on, batch statistics) | eval (running averages)
+  config.eval_batch_size = 1
+  config.checkpoint_every_steps = 5000
+  config.max_to_keep = 3  # newest checkpoints kept
+  config.keep_every_steps = 0  # additionally keep every checkpoint at a multiple of this
+  config.tensorboard = True
+  return config

@@ -1,0 +1,56 @@
+"""GAN objectives and the L1 term of pix2pix (the authors' `GANLoss` and `criterionL1`)."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import optax
+
+GAN_MODES = ("vanilla", "lsgan", "wgangp")
+
+
+def gan_loss(logits: jax.Array, target_is_real: bool, gan_mode: str) -> jax.Array:
+  """Mean GAN loss over every patch of every example.
+
+  vanilla: binary cross-entropy with logits (the paper); lsgan: least squares (Mao et al.);
+  wgangp: the Wasserstein critic loss, -mean for real and +mean for fake.
+  """
+  if gan_mode == "vanilla":
+    labels = jnp.ones_like(logits) if target_is_real else jnp.zeros_like(logits)
+    return jnp.mean(optax.sigmoid_binary_cross_entropy(logits, labels))
+  if gan_mode == "lsgan":
+    target = 1.0 if target_is_real else 0.0
+    return jnp.mean(jnp.square(logits - target))
+  if gan_mode == "wgangp":
+    return -jnp.mean(logits) if target_is_real else jnp.mean(logits)
+  raise ValueError(f"unknown gan_mode {gan_mode!r}; choose one of {GAN_MODES}")
+
+
+def l1_loss(prediction: jax.Array, target: jax.Array) -> jax.Array:
+  return jnp.mean(jnp.abs(prediction.astype(jnp.float32) - target.astype(jnp.float32)))
+
+
+def real_accuracy(logits: jax.Array, target_is_real: bool, gan_mode: str) -> jax.Array:
+  """Fraction of patches the discriminator classifies correctly.
+
+  The decision threshold is 0 for logits (vanilla, wgangp) and 0.5 for lsgan outputs.
+  """
+  threshold = 0.5 if gan_mode == "lsgan" else 0.0
+  says_real = logits > threshold
+  return jnp.mean(says_real if target_is_real else ~says_real)
+
+
+def gradient_penalty(critic: Callable[[jax.Array], jax.Array], real: jax.Array,
+                     fake: jax.Array, key: jax.Array) -> jax.Array:
+  """WGAN-GP penalty (Gulrajani et al. 2017), the authors' `cal_gradient_penalty('mixed')`.
+
+  E[(‖∇ D(x̂)‖₂ - 1)²] at x̂ = α·real + (1-α)·fake with α ~ U(0, 1) per example. The caller
+  multiplies by λ_GP.
+  """
+  alpha = jax.random.uniform(key, (real.shape[0],) + (1,) * (real.ndim - 1), real.dtype)
+  interpolates = alpha * real + (1.0 - alpha) * fake
+  grads = jax.grad(lambda x: jnp.sum(critic(x)))(interpolates)
+  norms = jnp.sqrt(jnp.sum(jnp.square(grads.reshape(grads.shape[0], -1)), axis=1) + 1e-16)
+  return jnp.mean(jnp.square(norms - 1.0))

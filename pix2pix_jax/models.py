@@ -1,0 +1,175 @@
+"""The pix2pix networks: U-Net generator and PatchGAN / pixel discriminators (Flax linen).
+
+Architectures follow the authors' `models/networks.py` exactly (same layers, widths, bias rules
+and parameter counts): `unet_256` on 3→3 channels has 54,413,955 parameters and the 70×70
+PatchGAN (`basic`, n_layers=3) on 6 channels 2,768,705.
+
+Every module takes `train: bool`. `train=True` normalises with batch statistics (updating the
+running averages when `batch_stats` is mutable) and applies dropout; `train=False` uses the
+running averages and no dropout. The paper evaluates *with* dropout and batch statistics
+(section 3.3 / the authors' test.py without --eval): that is `train=True` with the updated
+statistics discarded, see `evaluate.py`.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from pix2pix_jax import layers
+
+Dtype = Any
+
+
+def _leaky_relu(x):
+  return nn.leaky_relu(x, negative_slope=0.2)
+
+
+class UNetGenerator(nn.Module):
+  """The authors' `UnetGenerator`: `num_downs` levels of stride-2 4×4 conv / transposed conv.
+
+  Level 0 (outermost) has no norm on its down path and ends in tanh; the innermost level has no
+  norm on its down path; levels 4 … num_downs-2 apply dropout after the up-path norm. Skip
+  connections concatenate [encoder features, decoder features] on channels, in that order.
+  Input H and W must be multiples of 2**num_downs.
+  """
+  output_nc: int = 3
+  num_downs: int = 8
+  ngf: int = 64
+  norm: str = "batch"
+  use_dropout: bool = True
+  dropout_rate: float = 0.5
+  dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+    n = self.num_downs
+    if n < 1:
+      raise ValueError(f"num_downs must be at least 1, got {n}")
+    factor = 2 ** n
+    if x.shape[1] % factor or x.shape[2] % factor:
+      raise ValueError(
+          f"U-Net with num_downs={n} needs H and W divisible by {factor}; got "
+          f"{x.shape[1]}×{x.shape[2]} (resize or crop the input, or lower num_downs)")
+    widths = [self.ngf * min(2**i, 8) for i in range(n)]
+    use_bias = layers.conv_bias(self.norm)
+    norm = functools.partial(layers.norm_layer, self.norm, self.dtype)
+
+    h = x.astype(self.dtype)
+    skips = []
+    for i in range(n):
+      if i > 0:
+        h = _leaky_relu(h)
+      h = layers.Conv4x4(widths[i], strides=2, use_bias=use_bias, dtype=self.dtype,
+                         name=f"down_{i}")(h)
+      if 0 < i < n - 1:
+        h = norm(name=f"down_{i}_norm")(h, use_running_average=not train)
+      skips.append(h)
+
+    for i in reversed(range(n)):
+      h = nn.relu(h)
+      if i == 0:
+        h = layers.ConvTranspose4x4(self.output_nc, use_bias=True, dtype=self.dtype,
+                                    name="up_0")(h)
+        return jnp.tanh(h.astype(jnp.float32))
+      h = layers.ConvTranspose4x4(widths[i - 1], use_bias=use_bias, dtype=self.dtype,
+                                  name=f"up_{i}")(h)
+      h = norm(name=f"up_{i}_norm")(h, use_running_average=not train)
+      if self.use_dropout and 4 <= i <= n - 2:
+        h = nn.Dropout(self.dropout_rate, deterministic=not train)(h)
+      h = jnp.concatenate([skips[i - 1], h], axis=-1)
+    raise AssertionError("unreachable")
+
+
+class PatchDiscriminator(nn.Module):
+  """The authors' `NLayerDiscriminator` (PatchGAN): logits for overlapping patches.
+
+  With n_layers=3 each output sees a 70×70 input patch and a 256-px input gives 30×30 logits.
+  Returns logits of shape (N, h, w) — no sigmoid (the loss applies it).
+  """
+  ndf: int = 64
+  n_layers: int = 3
+  norm: str = "batch"
+  dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+    use_bias = layers.conv_bias(self.norm)
+    norm = functools.partial(layers.norm_layer, self.norm, self.dtype)
+    h = layers.Conv4x4(self.ndf, strides=2, use_bias=True, dtype=self.dtype, name="conv_0")(
+        x.astype(self.dtype))
+    h = _leaky_relu(h)
+    mult = 1
+    for i in range(1, self.n_layers + 1):
+      mult = min(2**i, 8)
+      strides = 2 if i < self.n_layers else 1
+      h = layers.Conv4x4(self.ndf * mult, strides=strides, use_bias=use_bias, dtype=self.dtype,
+                         name=f"conv_{i}")(h)
+      h = norm(name=f"norm_{i}")(h, use_running_average=not train)
+      h = _leaky_relu(h)
+    h = layers.Conv4x4(1, strides=1, use_bias=True, dtype=self.dtype,
+                       name=f"conv_{self.n_layers + 1}")(h)
+    return h[..., 0].astype(jnp.float32)
+
+
+class PixelDiscriminator(nn.Module):
+  """The authors' `PixelDiscriminator` (1×1 PatchGAN): one logit per pixel, (N, H, W)."""
+  ndf: int = 64
+  norm: str = "batch"
+  dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+    use_bias = layers.conv_bias(self.norm)
+    h = layers.Conv1x1(self.ndf, use_bias=True, dtype=self.dtype, name="conv_0")(
+        x.astype(self.dtype))
+    h = _leaky_relu(h)
+    h = layers.Conv1x1(2 * self.ndf, use_bias=use_bias, dtype=self.dtype, name="conv_1")(h)
+    h = layers.norm_layer(self.norm, self.dtype, name="norm_1")(
+        h, use_running_average=not train)
+    h = _leaky_relu(h)
+    h = layers.Conv1x1(1, use_bias=use_bias, dtype=self.dtype, name="conv_2")(h)
+    return h[..., 0].astype(jnp.float32)
+
+
+# Named variants, as the authors' --netG / --netD options.
+unet_128 = functools.partial(UNetGenerator, num_downs=7)
+unet_256 = functools.partial(UNetGenerator, num_downs=8)
+GENERATORS = {"unet_128": unet_128, "unet_256": unet_256, "unet": UNetGenerator}
+DISCRIMINATORS = {
+    "basic": functools.partial(PatchDiscriminator, n_layers=3),
+    "n_layers": PatchDiscriminator,
+    "pixel": PixelDiscriminator,
+}
+
+
+def make_generator(config, dtype: Dtype = jnp.float32) -> nn.Module:
+  """Builds the generator named by `config.model.generator` from the model config."""
+  m = config.model
+  if m.generator not in GENERATORS:
+    raise ValueError(f"unknown generator {m.generator!r}; choose one of {sorted(GENERATORS)}")
+  kwargs = dict(output_nc=m.output_nc, ngf=m.ngf, norm=m.norm, use_dropout=m.use_dropout,
+                dropout_rate=m.dropout_rate, dtype=dtype)
+  if m.generator == "unet":
+    kwargs["num_downs"] = m.num_downs
+  return GENERATORS[m.generator](**kwargs)
+
+
+def make_discriminator(config, dtype: Dtype = jnp.float32) -> nn.Module:
+  """Builds the discriminator named by `config.model.discriminator`."""
+  m = config.model
+  if m.discriminator not in DISCRIMINATORS:
+    raise ValueError(f"unknown discriminator {m.discriminator!r}; choose one of "
+                     f"{sorted(DISCRIMINATORS)}")
+  kwargs = dict(ndf=m.ndf, norm=m.norm, dtype=dtype)
+  if m.discriminator == "n_layers":
+    kwargs["n_layers"] = m.n_layers_d
+  return DISCRIMINATORS[m.discriminator](**kwargs)
+
+
+def count_params(params) -> int:
+  return sum(int(x.size) for x in jax.tree_util.tree_leaves(params))

@@ -1,0 +1,103 @@
+"""One pure pix2pix training step: the D update, then the G update, in the authors' order.
+
+The step follows the authors' `Pix2PixModel.optimize_parameters`:
+1. fake_B = G(real_A), in train mode (batch statistics, dropout).
+2. D update on the detached fake pair and the real pair; loss ½[GAN(D(A, fake), 0) + GAN(D(A, B), 1)].
+3. G update through the *updated* D: GAN(D(A, fake), 1) + λ·‖fake_B - real_B‖₁.
+D runs three times in train mode (fake, real, fake), each on its own batch statistics, and its
+running statistics are updated each time, exactly as in PyTorch. G's forward pass is computed once
+and reused for its gradient through `jax.vjp`.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import optax
+
+from pix2pix_jax import losses
+from pix2pix_jax.state import TrainState
+
+Metrics = dict[str, jax.Array]
+
+
+def train_step(state: TrainState, batch: dict[str, jax.Array], *, generator: nn.Module,
+               discriminator: nn.Module, g_tx: optax.GradientTransformation,
+               d_tx: optax.GradientTransformation, gan_mode: str, lambda_l1: float,
+               lambda_gp: float = 10.0) -> tuple[TrainState, Metrics]:
+  """Returns the next state and this step's metrics. Pure: jit it once."""
+  real_a, real_b = batch["A"], batch["B"]
+  step_key = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
+  dropout_key, gp_key = jax.random.split(step_key)
+
+  def g_forward(g_params):
+    fake_b, updates = generator.apply(
+        {"params": g_params, "batch_stats": state.g_batch_stats}, real_a, train=True,
+        rngs={"dropout": dropout_key}, mutable=["batch_stats"])
+    return fake_b, updates.get("batch_stats", {})
+
+  fake_b, g_vjp, g_batch_stats = jax.vjp(g_forward, state.g_params, has_aux=True)
+
+  def d_apply(d_params, d_stats, a, b):
+    logits, updates = discriminator.apply(
+        {"params": d_params, "batch_stats": d_stats}, jnp.concatenate([a, b], axis=-1),
+        train=True, mutable=["batch_stats"])
+    return logits, updates.get("batch_stats", {})
+
+  # ---- Discriminator update on (real_A, fake_B.detach()) and (real_A, real_B).
+  fake_b_detached = jax.lax.stop_gradient(fake_b)
+
+  def d_loss_fn(d_params):
+    pred_fake, stats = d_apply(d_params, state.d_batch_stats, real_a, fake_b_detached)
+    pred_real, stats = d_apply(d_params, stats, real_a, real_b)
+    d_fake = losses.gan_loss(pred_fake, False, gan_mode)
+    d_real = losses.gan_loss(pred_real, True, gan_mode)
+    loss = 0.5 * (d_fake + d_real)
+    if gan_mode == "wgangp":
+      # The penalty's critic calls use the statistics after the real pass, not updating them.
+      critic = lambda b: d_apply(d_params, stats, real_a, b)[0]
+      loss = loss + lambda_gp * losses.gradient_penalty(critic, real_b, fake_b_detached, gp_key)
+    return loss, (pred_real, pred_fake, d_real, d_fake, stats)
+
+  d_grads, (pred_real, pred_fake, d_real, d_fake, d_batch_stats) = jax.grad(
+      d_loss_fn, has_aux=True)(state.d_params)
+  d_updates, d_opt_state = d_tx.update(d_grads, state.d_opt_state, state.d_params)
+  d_params = optax.apply_updates(state.d_params, d_updates)
+
+  # ---- Generator update through the updated discriminator.
+  def g_loss_fn(fake):
+    pred, stats = d_apply(d_params, d_batch_stats, real_a, fake)
+    g_gan = losses.gan_loss(pred, True, gan_mode)
+    g_l1 = lambda_l1 * losses.l1_loss(fake, real_b)
+    return g_gan + g_l1, (g_gan, g_l1, stats)
+
+  d_fake_grad, (g_gan, g_l1, d_batch_stats) = jax.grad(g_loss_fn, has_aux=True)(fake_b)
+  (g_grads,) = g_vjp(d_fake_grad)
+  g_updates, g_opt_state = g_tx.update(g_grads, state.g_opt_state, state.g_params)
+  g_params = optax.apply_updates(state.g_params, g_updates)
+
+  new_state = state.replace(
+      step=state.step + 1, g_params=g_params, g_batch_stats=g_batch_stats,
+      g_opt_state=g_opt_state, d_params=d_params, d_batch_stats=d_batch_stats,
+      d_opt_state=d_opt_state)
+  metrics = {
+      "g_gan": g_gan,
+      "g_l1": g_l1,
+      "d_real": d_real,
+      "d_fake": d_fake,
+      "d_acc_real": losses.real_accuracy(pred_real, True, gan_mode),
+      "d_acc_fake": losses.real_accuracy(pred_fake, False, gan_mode),
+  }
+  return new_state, metrics
+
+
+def bind_train_step(config, generator, discriminator, g_tx, d_tx):
+  """`train_step` with the static settings of `config` bound (jit the result)."""
+  return functools.partial(
+      train_step, generator=generator, discriminator=discriminator, g_tx=g_tx, d_tx=d_tx,
+      gan_mode=config.loss.gan_mode, lambda_l1=float(config.loss.lambda_l1),
+      lambda_gp=float(config.loss.lambda_gp))

@@ -1,0 +1,123 @@
+"""Each reformulated layer must equal the plain XLA convolution it replaces, values and grads."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from pix2pix_jax import layers
+
+jax.config.update("jax_default_matmul_precision", "highest")
+
+
+def _plain_conv(x, kernel, stride):
+  return jax.lax.conv_general_dilated(
+      x, kernel, (stride, stride), ((1, 1), (1, 1)),
+      dimension_numbers=("NHWC", "HWIO", "NHWC"), precision="highest")
+
+
+def _plain_conv_transpose(x, kernel):
+  # PyTorch ConvTranspose2d(k=4, s=2, p=1) = convolution of the 2-dilated input with the spatially
+  # flipped kernel and padding k-1-p = 2 on each side.
+  return jax.lax.conv_general_dilated(
+      x, kernel[::-1, ::-1], (1, 1), ((2, 2), (2, 2)), lhs_dilation=(2, 2),
+      dimension_numbers=("NHWC", "HWIO", "NHWC"), precision="highest")
+
+
+def _torch_semantics_conv_transpose(x, kernel):
+  """Direct definition: out[2i + k - 1] += x[i] * w[k] (numpy, loops over taps)."""
+  x, kernel = np.asarray(x, np.float64), np.asarray(kernel, np.float64)
+  n, h, w, _ = x.shape
+  out = np.zeros((n, 2 * h + 2, 2 * w + 2, kernel.shape[-1]))
+  for kh in range(4):
+    for kw in range(4):
+      out[:, kh:kh + 2 * h:2, kw:kw + 2 * w:2] += x @ kernel[kh, kw]
+  return out[:, 1:-1, 1:-1]
+
+
+@pytest.mark.parametrize("stride,hw,cin,cout", [(2, 8, 3, 5), (2, 16, 4, 8), (1, 8, 6, 3),
+                                                (1, 5, 2, 1), (2, 2, 8, 8)])
+def test_conv4x4_equals_plain_conv(stride, hw, cin, cout):
+  key_x, key_p = jax.random.split(jax.random.key(0))
+  x = jax.random.normal(key_x, (2, hw, hw, cin))
+  module = layers.Conv4x4(cout, strides=stride, use_bias=True)
+  params = module.init(key_p, x)
+  params = jax.tree.map(lambda p: p + 0.1, params)  # non-zero bias
+  kernel, bias = params["params"]["kernel"], params["params"]["bias"]
+  assert kernel.shape == (4, 4, cin, cout)
+
+  def ours(p, x):
+    return module.apply(p, x)
+
+  def plain(p, x):
+    return _plain_conv(x, p["params"]["kernel"], stride) + p["params"]["bias"]
+
+  np.testing.assert_allclose(ours(params, x), plain(params, x), rtol=1e-5, atol=1e-5)
+  loss = lambda f: (lambda p, x: jnp.sum(jnp.sin(f(p, x))))
+  g_ours = jax.grad(loss(ours), argnums=(0, 1))(params, x)
+  g_plain = jax.grad(loss(plain), argnums=(0, 1))(params, x)
+  for a, b in zip(jax.tree.leaves(g_ours), jax.tree.leaves(g_plain)):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+  del bias
+
+
+@pytest.mark.parametrize("hw,cin,cout", [(1, 8, 4), (2, 3, 5), (4, 4, 4), (7, 2, 3)])
+def test_conv_transpose4x4_equals_plain_and_definition(hw, cin, cout):
+  key_x, key_p = jax.random.split(jax.random.key(1))
+  x = jax.random.normal(key_x, (2, hw, hw, cin))
+  module = layers.ConvTranspose4x4(cout, use_bias=False)
+  params = module.init(key_p, x)
+  kernel = params["params"]["kernel"]
+  ours = module.apply(params, x)
+  assert ours.shape == (2, 2 * hw, 2 * hw, cout)
+  np.testing.assert_allclose(ours, _plain_conv_transpose(x, kernel), rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(ours, _torch_semantics_conv_transpose(x, kernel),
+                             rtol=1e-5, atol=1e-5)
+
+  loss_ours = lambda k, x: jnp.sum(jnp.sin(module.apply({"params": {"kernel": k}}, x)))
+  loss_plain = lambda k, x: jnp.sum(jnp.sin(_plain_conv_transpose(x, k)))
+  for a, b in zip(jax.grad(loss_ours, (0, 1))(kernel, x), jax.grad(loss_plain, (0, 1))(kernel, x)):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+
+
+def test_batchnorm_matches_pytorch_semantics():
+  x = jax.random.normal(jax.random.key(2), (3, 4, 5, 6)) * 3 + 1
+  bn = layers.BatchNorm()
+  variables = bn.init(jax.random.key(3), x, use_running_average=False)
+  assert variables["batch_stats"]["mean"].shape == (6,)
+  y, updates = bn.apply(variables, x, use_running_average=False, mutable=["batch_stats"])
+  xn = np.asarray(x, np.float64)
+  mean, var = xn.mean((0, 1, 2)), xn.var((0, 1, 2))
+  scale = np.asarray(variables["params"]["scale"])
+  np.testing.assert_allclose(y, (xn - mean) / np.sqrt(var + 1e-5) * scale, rtol=1e-4, atol=1e-4)
+  n = 3 * 4 * 5
+  np.testing.assert_allclose(updates["batch_stats"]["mean"], 0.1 * mean, rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(updates["batch_stats"]["var"], 0.9 + 0.1 * var * n / (n - 1),
+                             rtol=1e-5)
+  # Running averages in eval mode.
+  y_eval = bn.apply({**variables, **updates}, x, use_running_average=True)
+  rm, rv = updates["batch_stats"]["mean"], updates["batch_stats"]["var"]
+  np.testing.assert_allclose(y_eval, (xn - rm) / np.sqrt(rv + 1e-5) * scale, rtol=1e-4, atol=1e-4)
+
+
+def test_batchnorm_init_follows_authors():
+  variables = layers.BatchNorm().init(jax.random.key(0), jnp.ones((1, 2, 2, 4096)),
+                                      use_running_average=False)
+  scale = np.asarray(variables["params"]["scale"])
+  assert abs(scale.mean() - 1.0) < 0.005 and abs(scale.std() - 0.02) < 0.003
+  assert not np.any(variables["params"]["bias"])
+
+
+def test_instance_norm_has_no_parameters():
+  x = jax.random.normal(jax.random.key(0), (2, 6, 6, 3)) * 2 + 5
+  norm = layers.InstanceNorm()
+  variables = norm.init(jax.random.key(1), x)
+  assert variables == {}
+  y = norm.apply(variables, x)
+  np.testing.assert_allclose(np.mean(y, (1, 2)), 0, atol=1e-5)
+  np.testing.assert_allclose(np.var(y, (1, 2)), 1, atol=1e-3)
+
+
+def test_unknown_norm_is_a_clear_error():
+  with pytest.raises(ValueError, match="unknown norm 'group'"):
+    layers.norm_layer("group", jnp.float32, "n")
