@@ -1,7 +1,8 @@
 """Per-image quality metrics for generated images: L1, PSNR and SSIM.
 
 All functions take batches of images shaped (B, H, W, C) with values in [-1, 1]
-(the generator's tanh range), are pure `jax.numpy`, can be jitted, and return
+(the generator's tanh range), are pure `jax.numpy`, jitted (and can be used
+inside other jitted functions; `data_range` may be traced), and return
 one value per image, shape (B,). Reduce over the batch (and over hosts) in the
 caller, so that the dataset mean is a mean over images whatever the batch size.
 
@@ -47,12 +48,14 @@ def _check_pair(pred: jax.Array, target: jax.Array) -> tuple[jax.Array, jax.Arra
   return pred.astype(jnp.float32), target.astype(jnp.float32)
 
 
+@jax.jit
 def l1(pred: jax.Array, target: jax.Array) -> jax.Array:
   """Mean absolute error per image, in the images' units. Returns shape (B,)."""
   pred, target = _check_pair(pred, target)
   return jnp.mean(jnp.abs(pred - target), axis=(1, 2, 3))
 
 
+@jax.jit
 def psnr(pred: jax.Array, target: jax.Array,
          data_range: float = DEFAULT_DATA_RANGE) -> jax.Array:
   """Peak signal-to-noise ratio in dB per image: 10 log10(L^2 / MSE).
@@ -91,6 +94,7 @@ def _filter_valid(maps: jax.Array, window: np.ndarray) -> jax.Array:
   return maps
 
 
+@jax.jit
 def ssim(pred: jax.Array, target: jax.Array,
          data_range: float = DEFAULT_DATA_RANGE) -> jax.Array:
   """Structural similarity per image (see the module docstring for the definition).

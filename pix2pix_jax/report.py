@@ -1,0 +1,513 @@
+"""A static HTML results page for a training run, rebuilt from files in its workdir.
+
+The training loop appends to `workdir/metrics.jsonl` and saves sample grids with
+`save_sample_grid`; `write_report(workdir)` turns both into
+`workdir/index.html` with plots under `workdir/plots/`. The page uses relative
+links only and no JavaScript, so it opens from `file://` and can be copied
+along with the workdir.
+
+Files read (all optional; a missing or half-written file never fails the page):
+  metrics.jsonl   one JSON object per line, `"kind": "train"` or `"kind": "eval"`.
+  config.json     the run's config, shown collapsed.
+  samples/step_{step:08d}.png, samples/eval_step_{step:08d}.png
+"""
+
+from __future__ import annotations
+
+import datetime
+import html
+import json
+import math
+import os
+import re
+
+import numpy as np
+from PIL import Image
+from PIL import PngImagePlugin
+
+# Red (judged fake) to green (judged real): the reading needs no legend lookup.
+HEATMAP_CMAP = "RdYlGn"
+# Share of the heatmap colour in its tile; the rest is the output in grey, so
+# the patches can be matched to the image structure underneath.
+HEATMAP_OPACITY = 0.75
+# Pixels of background between and around the tiles of a sample grid.
+GRID_GAP = 4
+GRID_BACKGROUND = (255, 255, 255)
+# What the heatmap means for the authors' default 3-layer PatchGAN at 256 px.
+HEATMAP_LABEL = "D heatmap (P(real) per 70\u00d770 patch)"
+# PNG text key recording a grid's column names, read back to label the page.
+_COLUMNS_KEY = "pix2pix_columns"
+
+TRAIN_FIELDS = (
+    ("step", "step"), ("epoch", "epoch"), ("g_gan", "G GAN"), ("g_l1", "G L1"),
+    ("d_real", "D real"), ("d_fake", "D fake"), ("d_acc_real", "D acc real"),
+    ("d_acc_fake", "D acc fake"), ("lr", "lr"), ("steps_per_sec", "steps/s"))
+EVAL_FIELDS = (("l1", "L1 \u2193"), ("psnr", "PSNR dB \u2191"), ("ssim", "SSIM \u2191"))
+LOSS_PANELS = (("g_gan", "G GAN"), ("g_l1", "G L1"), ("d_real", "D real"), ("d_fake", "D fake"))
+_SAMPLE_RE = re.compile(r"^(eval_)?step_(\d+)\.png$")
+# Sample steps whose images load with the page; later ones load when scrolled to.
+_EAGER_SAMPLE_STEPS = 3
+_MAX_PLOTTED_POINTS = 3000
+
+
+# ----------------------------------------------------------------------------
+# Sample grids.
+
+def _to_uint8_rgb(images: np.ndarray) -> np.ndarray:
+  """(N, H, W, C) floats in [-1, 1], C in {1, 3} -> (N, H, W, 3) uint8."""
+  images = np.nan_to_num(np.asarray(images, dtype=np.float32))
+  pixels = np.round((np.clip(images, -1.0, 1.0) + 1.0) * 127.5).astype(np.uint8)
+  if pixels.shape[-1] == 1:
+    pixels = np.repeat(pixels, 3, axis=-1)
+  return pixels
+
+
+def _heatmap_tiles(heatmaps: np.ndarray, outputs_rgb: np.ndarray) -> np.ndarray:
+  """Colours per-patch probabilities, nearest-upsampled onto the outputs in grey."""
+  from matplotlib import colormaps  # pylint: disable=g-import-not-at-top
+
+  _, height, width, _ = outputs_rgb.shape
+  rows = np.arange(height) * heatmaps.shape[1] // height
+  cols = np.arange(width) * heatmaps.shape[2] // width
+  # Nearest neighbour keeps each patch a visible block: one block, one D decision.
+  probabilities = heatmaps[:, rows][:, :, cols]
+  colour = colormaps[HEATMAP_CMAP](probabilities)[..., :3]
+  grey = outputs_rgb.astype(np.float32).mean(axis=-1, keepdims=True) / 255.0
+  tiles = HEATMAP_OPACITY * colour + (1.0 - HEATMAP_OPACITY) * grey
+  return np.round(tiles * 255.0).astype(np.uint8)
+
+
+def _check_images(name: str, images, count: int | None = None) -> np.ndarray:
+  images = np.asarray(images)
+  if images.ndim != 4 or images.shape[-1] not in (1, 3):
+    raise ValueError(f"{name} must be shaped (N, H, W, C) with C in {{1, 3}}, got {images.shape}")
+  if count is not None and images.shape[0] != count:
+    raise ValueError(f"{name} have {images.shape[0]} examples, inputs have {count}")
+  return images
+
+
+def save_sample_grid(path, inputs, outputs, targets, heatmaps=None) -> None:
+  """Writes one PNG: a row per example, columns input | output | target | heatmap.
+
+  Args:
+    path: the PNG to write (replaced atomically, so a page never shows half a file).
+    inputs, outputs, targets: float arrays (N, H, W, C) in [-1, 1], C in {1, 3};
+      C may differ between them (e.g. grey input, colour output).
+    heatmaps: optional (N, h, w) (or (N, h, w, 1)) per-patch probabilities in [0, 1]
+      that the (input, output) pair is real, as the PatchGAN discriminator sees
+      it (e.g. 30x30 at 256 px). Drawn in `HEATMAP_CMAP` over the grey output.
+  """
+  inputs = _check_images("inputs", inputs)
+  count, height, width, _ = inputs.shape
+  outputs = _check_images("outputs", outputs, count)
+  targets = _check_images("targets", targets, count)
+  for name, images in (("outputs", outputs), ("targets", targets)):
+    if images.shape[1:3] != (height, width):
+      raise ValueError(f"{name} are {images.shape[1:3]} pixels, inputs are {(height, width)}")
+
+  columns = [_to_uint8_rgb(inputs), _to_uint8_rgb(outputs), _to_uint8_rgb(targets)]
+  names = ["input", "output", "target"]
+  if heatmaps is not None:
+    heatmaps = np.asarray(heatmaps, dtype=np.float32)
+    if heatmaps.ndim == 4 and heatmaps.shape[-1] == 1:
+      heatmaps = heatmaps[..., 0]
+    if heatmaps.ndim != 3 or heatmaps.shape[0] != count:
+      raise ValueError(f"heatmaps must be shaped ({count}, h, w), got {heatmaps.shape}")
+    low, high = np.nanmin(heatmaps), np.nanmax(heatmaps)
+    if low < -1e-6 or high > 1 + 1e-6:
+      raise ValueError(
+          f"heatmaps must be probabilities in [0, 1], got values in [{low:.3g}, {high:.3g}]:"
+          " apply a sigmoid to the discriminator's logits first")
+    heatmaps = np.clip(np.nan_to_num(heatmaps, nan=0.5), 0.0, 1.0)
+    columns.append(_heatmap_tiles(heatmaps, columns[1]))
+    names.append("heatmap")
+
+  gap = GRID_GAP
+  grid = np.empty((count * (height + gap) + gap, len(columns) * (width + gap) + gap, 3), np.uint8)
+  grid[...] = GRID_BACKGROUND
+  for row in range(count):
+    for col, tiles in enumerate(columns):
+      top, left = gap + row * (height + gap), gap + col * (width + gap)
+      grid[top:top + height, left:left + width] = tiles[row]
+
+  info = PngImagePlugin.PngInfo()
+  info.add_text(_COLUMNS_KEY, ",".join(names))
+  path = os.fspath(path)
+  os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+  temporary = path + ".tmp"
+  Image.fromarray(grid).save(temporary, format="PNG", pnginfo=info, compress_level=6)
+  os.replace(temporary, path)
+
+
+# ----------------------------------------------------------------------------
+# Metrics.
+
+def read_metrics(path) -> tuple[list[dict], list[dict]]:
+  """Reads metrics.jsonl into (train records, eval records), each sorted by step.
+
+  Lines that are not complete JSON objects with a numeric "step" (such as a line
+  still being written) are skipped. When a resumed run logs a step again, the
+  later record wins and the earlier run's records from that step on are dropped,
+  so that curves do not fold back on themselves.
+  """
+  try:
+    with open(path, encoding="utf-8", errors="replace") as f:
+      lines = f.read().splitlines()
+  except (FileNotFoundError, IsADirectoryError):
+    return [], []
+  train, evals = [], {}
+  for line in lines:
+    try:
+      record = json.loads(line)
+    except ValueError:
+      continue
+    if not isinstance(record, dict) or not isinstance(record.get("step"), (int, float)):
+      continue
+    if record.get("kind") == "eval":
+      series = evals.setdefault((str(record.get("split")), str(record.get("mode"))), [])
+    elif record.get("kind", "train") == "train":
+      series = train
+    else:
+      continue
+    while series and series[-1]["step"] >= record["step"]:
+      series.pop()
+    series.append(record)
+  eval_records = sorted((r for series in evals.values() for r in series), key=lambda r: r["step"])
+  return train, eval_records
+
+
+def _values(records: list[dict], key: str) -> tuple[np.ndarray, np.ndarray]:
+  """Steps and float values of `key`, NaN where missing or not finite."""
+  steps = np.array([r["step"] for r in records], dtype=np.float64)
+  values = np.full(len(records), np.nan)
+  for i, record in enumerate(records):
+    value = record.get(key)
+    if isinstance(value, (int, float)) and math.isfinite(value):
+      values[i] = value
+  return steps, values
+
+
+def ema(values: np.ndarray, decay: float) -> np.ndarray:
+  """Bias-corrected exponential moving average (as TensorBoard smooths); skips NaN."""
+  smoothed = np.full(len(values), np.nan)
+  average, weight = 0.0, 0.0
+  for i, value in enumerate(values):
+    if not math.isnan(value):
+      average = decay * average + (1.0 - decay) * value
+      weight = decay * weight + (1.0 - decay)
+    if weight > 0:
+      smoothed[i] = average / weight
+  return smoothed
+
+
+def _ema_decay(count: int) -> float:
+  # Averages over ~1/30 of the curve: smooth for long runs, faithful for short ones.
+  return min(0.99, max(0.0, 1.0 - 30.0 / max(count, 1)))
+
+
+# ----------------------------------------------------------------------------
+# Plots.
+
+def _new_figure(rows: int, cols: int, size: tuple[float, float]):
+  # The object-oriented API with an explicit Agg canvas: no pyplot, no global
+  # backend switch, so importing or calling this never affects the caller's plots.
+  from matplotlib.backends.backend_agg import FigureCanvasAgg  # pylint: disable=g-import-not-at-top
+  from matplotlib.figure import Figure  # pylint: disable=g-import-not-at-top
+
+  figure = Figure(figsize=size, dpi=100, layout="constrained")
+  FigureCanvasAgg(figure)
+  axes = figure.subplots(rows, cols, squeeze=False).ravel()
+  for ax in axes:
+    ax.grid(True, alpha=0.3)
+    ax.set_xlabel("step")
+  return figure, axes
+
+
+def _save_figure(figure, path: str) -> None:
+  temporary = path + ".tmp"
+  figure.savefig(temporary, format="png")
+  os.replace(temporary, path)
+
+
+def _plot_raw_and_ema(ax, steps, values, label, colour, log_scale=False):
+  """Draws the raw curve faintly and its EMA on top; clips the view to robust limits."""
+  finite = np.isfinite(values)
+  if not finite.any():
+    ax.text(0.5, 0.5, f"no {label} values", ha="center", va="center", transform=ax.transAxes)
+    return
+  smoothed = ema(values, _ema_decay(int(finite.sum())))
+  # Smooth on every point but draw at most ~_MAX_PLOTTED_POINTS: long runs stay cheap to plot.
+  stride = max(1, len(steps) // _MAX_PLOTTED_POINTS)
+  ax.plot(steps[::stride], values[::stride], color=colour, alpha=0.25, linewidth=0.8)
+  ax.plot(steps[::stride], smoothed[::stride], color=colour, linewidth=1.8, label=f"{label} (EMA)")
+  log_scale = log_scale and bool(np.all(values[finite] > 0))
+  if log_scale:
+    ax.set_yscale("log")
+  # Percentile limits keep a few early spikes from flattening the rest of the curve.
+  low, high = np.percentile(values[finite], [1, 99])
+  low, high = min(low, np.nanmin(smoothed)), max(high, np.nanmax(smoothed))
+  if high > low:
+    if log_scale:
+      ax.set_ylim(low / 1.1, high * 1.1)
+    else:
+      margin = 0.05 * (high - low)
+      ax.set_ylim(low - margin, high + margin)
+
+
+def plot_losses(train: list[dict], path: str) -> None:
+  figure, axes = _new_figure(2, 2, (11.6, 6.5))
+  colours = ("tab:blue", "tab:orange", "tab:green", "tab:red")
+  for ax, (key, label), colour in zip(axes, LOSS_PANELS, colours):
+    steps, values = _values(train, key)
+    _plot_raw_and_ema(ax, steps, values, label, colour, log_scale=(key == "g_l1"))
+    ax.set_title(label + (" (log scale)" if ax.get_yscale() == "log" else ""))
+  figure.suptitle("losses: raw (faint) and EMA")
+  _save_figure(figure, path)
+
+
+def plot_accuracy(train: list[dict], path: str) -> None:
+  figure, axes = _new_figure(1, 1, (11.6, 3.8))
+  ax = axes[0]
+  for key, label, colour in (("d_acc_real", "on real pairs", "tab:green"),
+                             ("d_acc_fake", "on fake pairs", "tab:red")):
+    steps, values = _values(train, key)
+    _plot_raw_and_ema(ax, steps, values, label, colour)
+  ax.axhline(0.5, color="grey", linestyle="--", linewidth=1)
+  ax.set_ylim(-0.02, 1.02)
+  ax.set_ylabel("fraction classified correctly")
+  ax.set_title("discriminator accuracy: raw (faint) and EMA")
+  ax.legend(loc="lower right")
+  _save_figure(figure, path)
+
+
+def _eval_series(evals: list[dict]) -> dict[tuple[str, str], list[dict]]:
+  series = {}
+  for record in evals:
+    series.setdefault((str(record.get("split")), str(record.get("mode"))), []).append(record)
+  return series
+
+
+def plot_eval(evals: list[dict], path: str) -> None:
+  figure, axes = _new_figure(1, 3, (11.6, 3.6))
+  for (split, mode), records in sorted(_eval_series(evals).items()):
+    for ax, (key, label) in zip(axes, EVAL_FIELDS):
+      steps, values = _values(records, key)
+      ax.plot(steps, values, marker="o", markersize=3, label=f"{split}, {mode} mode")
+      ax.set_title(label)
+  axes[0].legend(fontsize="small")
+  _save_figure(figure, path)
+
+
+# ----------------------------------------------------------------------------
+# The page.
+
+def _format(value) -> str:
+  if isinstance(value, bool) or not isinstance(value, (int, float)):
+    return html.escape(str(value))
+  if isinstance(value, int):
+    return str(value)
+  if not math.isfinite(value):
+    return str(value)
+  return f"{value:.4g}"
+
+
+def _table(header: list[str], rows: list[list], caption: str = "") -> str:
+  caption = f"<caption>{html.escape(caption)}</caption>" if caption else ""
+  head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+  body = "".join("<tr>" + "".join(f"<td>{_format(v)}</td>" for v in row) + "</tr>" for row in rows)
+  return f"<table>{caption}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _latest_train_table(record: dict) -> str:
+  keys = [key for key, _ in TRAIN_FIELDS if key in record]
+  # Fields the loop adds later still show up, after the known ones.
+  keys += [key for key in record if key not in keys and key != "kind"]
+  labels = dict(TRAIN_FIELDS)
+  return _table([labels.get(key, key) for key in keys], [[record[key] for key in keys]],
+                caption="training (last logged step)")
+
+
+def _eval_table(evals: list[dict], caption: str = "") -> str:
+  header = ["step", "split", "mode"] + [label for _, label in EVAL_FIELDS]
+  rows = [[r["step"], r.get("split", ""), r.get("mode", "")] + [r.get(key, "") for key, _ in EVAL_FIELDS]
+          for r in evals]
+  return _table(header, rows, caption)
+
+
+def _colour_bar_css() -> str:
+  from matplotlib import colormaps  # pylint: disable=g-import-not-at-top
+
+  cmap = colormaps[HEATMAP_CMAP]
+  stops = []
+  for position in np.linspace(0.0, 1.0, 11):
+    red, green, blue, _ = (np.array(cmap(position)) * 255).round().astype(int)
+    stops.append(f"rgb({red},{green},{blue}) {position * 100:.0f}%")
+  return "linear-gradient(to right, " + ", ".join(stops) + ")"
+
+
+def _grid_columns(path: str) -> tuple[list[str], tuple[int, int] | None]:
+  """The column names a grid was saved with and its pixel size; defaults if unreadable."""
+  try:
+    with Image.open(path) as image:
+      names = image.info.get(_COLUMNS_KEY, "")
+      size = image.size
+  except (OSError, SyntaxError, ValueError):
+    return ["input", "output", "target", "heatmap"], None
+  return (names.split(",") if names else ["input", "output", "target", "heatmap"]), size
+
+
+def _sample_figure(workdir: str, filename: str, caption: str, eager: bool) -> str:
+  names, size = _grid_columns(os.path.join(workdir, "samples", filename))
+  labels = []
+  for name in names:
+    if name == "heatmap":
+      labels.append(
+          f'<span>{html.escape(HEATMAP_LABEL)}<span class="bar"><i>0 fake</i><b></b><i>1 real</i>'
+          "</span></span>")
+    else:
+      labels.append(f"<span>{html.escape(name)}</span>")
+  size_attributes = f' width="{size[0]}" height="{size[1]}"' if size else ""
+  loading = "" if eager else ' loading="lazy"'
+  source = html.escape(f"samples/{filename}")
+  return (f'<figure><figcaption>{html.escape(caption)}</figcaption>'
+          f'<div class="cols" style="grid-template-columns: repeat({len(names)}, 1fr)">'
+          f'{"".join(labels)}</div>'
+          f'<a href="{source}"><img src="{source}" alt="{html.escape(caption)}"'
+          f'{size_attributes}{loading}></a></figure>')
+
+
+def _samples_section(workdir: str) -> str:
+  try:
+    filenames = os.listdir(os.path.join(workdir, "samples"))
+  except (FileNotFoundError, NotADirectoryError):
+    filenames = []
+  by_step = {}
+  for filename in filenames:
+    match = _SAMPLE_RE.match(filename)
+    if match:
+      by_step.setdefault(int(match.group(2)), {})["eval" if match.group(1) else "train"] = filename
+  if not by_step:
+    return '<p class="empty">No sample grids yet.</p>'
+  parts = []
+  for index, step in enumerate(sorted(by_step, reverse=True)):
+    files = by_step[step]
+    parts.append(f'<section class="step"><h3 id="step-{step}">step {step}</h3>')
+    for kind, caption in (("train", "training batch"), ("eval", "validation")):
+      if kind in files:
+        parts.append(_sample_figure(workdir, files[kind], caption, index < _EAGER_SAMPLE_STEPS))
+    parts.append("</section>")
+  return "".join(parts)
+
+
+def _config_section(workdir: str) -> str:
+  path = os.path.join(workdir, "config.json")
+  try:
+    with open(path, encoding="utf-8", errors="replace") as f:
+      text = f.read()
+  except (FileNotFoundError, IsADirectoryError):
+    return ""
+  try:
+    text = json.dumps(json.loads(text), indent=2, sort_keys=True)
+  except ValueError:
+    pass  # Shown as written: a config still being saved or not JSON after all.
+  return (f"<details><summary>config</summary><pre>{html.escape(text)}</pre></details>")
+
+
+def _image(path: str, alt: str) -> str:
+  # The modification time in the query makes browsers reload a plot that was redrawn.
+  version = os.stat(path).st_mtime_ns
+  return f'<img class="plot" src="plots/{os.path.basename(path)}?v={version}" alt="{html.escape(alt)}">'
+
+
+_CSS = """
+body { font-family: system-ui, sans-serif; margin: 1.5em auto; max-width: 1200px; padding: 0 1em;
+       color: #222; background: #fafafa; }
+h1 { margin-bottom: 0.2em; } h2 { border-bottom: 1px solid #ccc; padding-bottom: 0.2em; margin-top: 1.6em; }
+.meta { color: #666; margin-top: 0; }
+table { border-collapse: collapse; font-size: 0.9em; margin: 0.5em 0; font-variant-numeric: tabular-nums; }
+th, td { border: 1px solid #ddd; padding: 0.25em 0.6em; text-align: right; }
+th { background: #eee; }
+caption { text-align: left; color: #555; font-size: 0.95em; padding-bottom: 0.2em; }
+pre { background: #fff; border: 1px solid #ddd; padding: 0.8em; overflow-x: auto; font-size: 0.85em; }
+details summary { cursor: pointer; font-weight: 600; }
+img { max-width: 100%; height: auto; display: block; }
+img.plot { background: #fff; border: 1px solid #ddd; margin: 0.5em 0; box-sizing: border-box; }
+.empty { color: #888; font-style: italic; }
+figure { margin: 0.4em 0 1.2em 0; width: fit-content; max-width: 100%; }
+figcaption { color: #555; font-size: 0.9em; margin-bottom: 0.2em; }
+.cols { display: grid; font-size: 0.85em; color: #333; text-align: center; align-items: end; }
+.bar { display: flex; align-items: center; justify-content: center; gap: 0.4em; font-size: 0.85em; }
+.bar b { display: inline-block; width: 9em; height: 0.8em; border: 1px solid #999; background: GRADIENT; }
+.bar i { font-style: normal; color: #666; }
+.step h3 { margin-bottom: 0.2em; }
+"""
+
+
+def write_report(workdir) -> str:
+  """Rebuilds workdir/index.html and its plots from the run's files.
+
+  Cheap enough to call every few hundred steps (a few hundred ms for thousands of
+  metric lines); never fails on missing, partial or stale files.
+
+  Returns:
+    The path of index.html.
+  """
+  workdir = os.fspath(workdir)
+  plots_dir = os.path.join(workdir, "plots")
+  os.makedirs(plots_dir, exist_ok=True)
+  train, evals = read_metrics(os.path.join(workdir, "metrics.jsonl"))
+
+  body = []
+  name = os.path.basename(os.path.normpath(os.path.abspath(workdir)))
+  updated = datetime.datetime.now().strftime("%Y-%m-%d %H:%M:%S")
+  progress = ""
+  if train:
+    progress = f" \u00b7 step {train[-1]['step']}"
+    if isinstance(train[-1].get("epoch"), (int, float)):
+      progress += f" \u00b7 epoch {train[-1]['epoch']:.2f}"
+  body.append(f"<h1>pix2pix-jax \u00b7 {html.escape(name)}</h1>")
+  body.append(f'<p class="meta">updated {updated}{progress}</p>')
+  body.append(_config_section(workdir))
+
+  body.append("<h2>Latest metrics</h2>")
+  if train:
+    body.append(_latest_train_table(train[-1]))
+  if evals:
+    latest = {}
+    for record in evals:
+      latest[(record.get("split"), record.get("mode"))] = record
+    latest = sorted(latest.values(), key=lambda r: (str(r.get("split")), str(r.get("mode"))))
+    body.append(_eval_table(latest, caption="evaluation (latest per split and mode)"))
+  if not train and not evals:
+    body.append('<p class="empty">No metrics yet.</p>')
+
+  body.append("<h2>Losses</h2>")
+  if train:
+    plot_losses(train, os.path.join(plots_dir, "losses.png"))
+    body.append(_image(os.path.join(plots_dir, "losses.png"), "losses"))
+    body.append("<h2>Discriminator accuracy</h2>")
+    plot_accuracy(train, os.path.join(plots_dir, "accuracy.png"))
+    body.append(_image(os.path.join(plots_dir, "accuracy.png"), "discriminator accuracy"))
+  else:
+    body.append('<p class="empty">No training metrics yet.</p>')
+
+  if evals:
+    body.append("<h2>Evaluation</h2>")
+    plot_eval(evals, os.path.join(plots_dir, "eval.png"))
+    body.append(_image(os.path.join(plots_dir, "eval.png"), "evaluation metrics"))
+    body.append(f"<details><summary>all evaluations ({len(evals)})</summary>"
+                f"{_eval_table(evals[::-1])}</details>")
+
+  body.append("<h2>Samples</h2>")
+  body.append(_samples_section(workdir))
+
+  page = ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+          f"<title>pix2pix-jax \u00b7 {html.escape(name)}</title>"
+          f"<style>{_CSS.replace('GRADIENT', _colour_bar_css())}</style></head>\n<body>\n"
+          + "\n".join(part for part in body if part) + "\n</body></html>\n")
+  index = os.path.join(workdir, "index.html")
+  temporary = index + ".tmp"
+  with open(temporary, "w", encoding="utf-8") as f:
+    f.write(page)
+  os.replace(temporary, index)
+  return index
