@@ -1,0 +1,226 @@
+"""The input pipeline: source → grain (shuffle, augment, batch) → per-process batches.
+
+Every example's randomness is a function of (config.seed, its global position in the stream),
+and global positions are the same whatever the number of processes or devices, so
+
+* two runs with the same seed see the same batches with the same crops and flips;
+* process p of P loads only rows [p·L, (p+1)·L) of each global batch of G = P·L rows;
+* the iterator's position is saved in the checkpoint, so a resumed run continues at exactly the
+  next batch (`checkpointing.py`).
+
+Augmentation is the authors' `get_transform` (data/base_dataset.py): optional grayscale, resize
+(bicubic) to `load_size`, random crop `crop_size`, random horizontal flip — the same crop and flip
+for A and B — then scaling to [-1, 1].
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import pathlib
+from typing import Any, Iterator
+
+import grain
+import numpy as np
+from PIL import Image
+
+PREPROCESS_MODES = ("resize_and_crop", "crop", "scale_width", "scale_width_and_crop", "none")
+DIRECTIONS = ("AtoB", "BtoA")
+TFDS_DATASETS = ("facades", "maps", "cityscapes", "edges2shoes", "edges2handbags", "night2day")
+
+
+@dataclasses.dataclass(frozen=True)
+class Transform:
+  """The static preprocessing settings (a plain picklable value, not the config)."""
+  direction: str = "AtoB"
+  preprocess: str = "resize_and_crop"
+  load_size: int = 286
+  crop_size: int = 256
+  flip: bool = True
+  input_nc: int = 3
+  output_nc: int = 3
+  size_multiple: int = 4  # 'none' preprocessing rounds sizes to a multiple of this
+
+  def __post_init__(self):
+    if self.direction not in DIRECTIONS:
+      raise ValueError(f"data.direction must be one of {DIRECTIONS}, got {self.direction!r}")
+    if self.preprocess not in PREPROCESS_MODES:
+      raise ValueError(f"data.preprocess must be one of {PREPROCESS_MODES}, got "
+                       f"{self.preprocess!r}")
+    for name in ("input_nc", "output_nc"):
+      if getattr(self, name) not in (1, 3):
+        raise ValueError(f"model.{name} must be 1 or 3, got {getattr(self, name)}")
+    if "crop" in self.preprocess and self.crop_size > self.load_size and "resize" in self.preprocess:
+      raise ValueError(f"data.crop_size {self.crop_size} is larger than data.load_size "
+                       f"{self.load_size}")
+
+  @classmethod
+  def from_config(cls, config, train: bool) -> "Transform":
+    d, m = config.data, config.model
+    load_size, flip = d.load_size, not d.no_flip
+    if not train:
+      # The authors' test options: load_size = crop_size and no flipping.
+      load_size, flip = d.crop_size, False
+    return cls(direction=d.direction, preprocess=d.preprocess, load_size=load_size,
+               crop_size=d.crop_size, flip=flip, input_nc=m.input_nc, output_nc=m.output_nc,
+               size_multiple=size_multiple(config))
+
+  # ---- The authors' transforms on PIL images.
+  def _target_size(self, w: int, h: int) -> tuple[int, int]:
+    if "resize" in self.preprocess:
+      return self.load_size, self.load_size
+    if "scale_width" in self.preprocess:
+      if w == self.load_size and h >= self.crop_size:
+        return w, h
+      return self.load_size, int(max(self.load_size * h / w, self.crop_size))
+    return w, h
+
+  def __call__(self, example: dict, rng: np.random.Generator | None) -> dict[str, np.ndarray]:
+    """{"a", "b", "name"} uint8 → {"A": input, "B": target} float32 in [-1, 1], HWC."""
+    a, b = example["a"], example["b"]
+    if self.direction == "BtoA":
+      a, b = b, a
+    img_in = Image.fromarray(a).convert("L" if self.input_nc == 1 else "RGB")
+    img_out = Image.fromarray(b).convert("L" if self.output_nc == 1 else "RGB")
+    if img_in.size != img_out.size:
+      raise ValueError(f"{example.get('name', '?')}: A and B differ in size "
+                       f"({img_in.size} vs {img_out.size})")
+    w, h = img_in.size
+    new_w, new_h = self._target_size(w, h)
+    if (new_w, new_h) != (w, h):
+      img_in = img_in.resize((new_w, new_h), Image.BICUBIC)
+      img_out = img_out.resize((new_w, new_h), Image.BICUBIC)
+    x_in, x_out = np.asarray(img_in), np.asarray(img_out)
+    if "crop" in self.preprocess:
+      c = self.crop_size
+      if new_w < c or new_h < c:
+        raise ValueError(f"{example.get('name', '?')}: image {new_w}×{new_h} is smaller than "
+                         f"data.crop_size {c}")
+      if rng is None:  # deterministic centre crop when no randomness is wanted
+        x0, y0 = (new_w - c) // 2, (new_h - c) // 2
+      else:
+        x0 = int(rng.integers(0, new_w - c + 1))
+        y0 = int(rng.integers(0, new_h - c + 1))
+      x_in, x_out = x_in[y0:y0 + c, x0:x0 + c], x_out[y0:y0 + c, x0:x0 + c]
+    if self.preprocess == "none":
+      m = self.size_multiple
+      ph, pw = max(m, round(new_h / m) * m), max(m, round(new_w / m) * m)
+      if (pw, ph) != (new_w, new_h):
+        x_in = np.asarray(Image.fromarray(x_in).resize((pw, ph), Image.BICUBIC))
+        x_out = np.asarray(Image.fromarray(x_out).resize((pw, ph), Image.BICUBIC))
+    # The authors draw the flip unconditionally (random.random() > 0.5), then apply it if enabled.
+    if self.flip and rng is not None and rng.random() > 0.5:
+      x_in, x_out = x_in[:, ::-1], x_out[:, ::-1]
+    return {"A": _to_float(x_in), "B": _to_float(x_out)}
+
+
+def _to_float(x: np.ndarray) -> np.ndarray:
+  x = x.astype(np.float32) * (2.0 / 255.0) - 1.0
+  return x[..., None] if x.ndim == 2 else x
+
+
+def size_multiple(config) -> int:
+  """What H and W of the generator's input must be divisible by."""
+  g = config.model.generator
+  if g.startswith("unet"):
+    downs = {"unet_128": 7, "unet_256": 8}.get(g, config.model.num_downs)
+    return 2**downs
+  return 4
+
+
+def image_shape(config) -> tuple[int, int]:
+  """(H, W) of training batches (the crop size for the square modes)."""
+  return config.data.crop_size, config.data.crop_size
+
+
+# ---------------------------------------------------------------------------- sources
+
+def get_source(config, split: str):
+  """The random-access source for `config.data.dataset` and `split`."""
+  d = config.data
+  name = d.dataset
+  if name == "synthetic":
+    from pix2pix_jax.data.synthetic import SyntheticFacades
+    # Different splits are different buildings: offset the seed per split.
+    offset = {"train": 0, "val": 1, "test": 2}.get(split, 3)
+    count = d.num_synthetic if split == "train" else max(8, d.num_synthetic // 8)
+    return SyntheticFacades(count, image_size=d.load_size if d.preprocess != "none"
+                            else d.crop_size, seed=config.seed * 10 + offset)
+  if name == "folder" or (name in TFDS_DATASETS and d.data_dir):
+    from pix2pix_jax.data.folder import folder_source
+    if not d.data_dir:
+      raise ValueError("data.dataset='folder' needs --config.data.data_dir=PATH, a folder with "
+                       "train/ (and val/) subfolders of aligned A|B images or A/ B/ pairs")
+    return folder_source(os.path.expanduser(d.data_dir), split, skip_bad=d.skip_bad_images)
+  if name in TFDS_DATASETS:
+    from pix2pix_jax.data import tfds_builder
+    return tfds_builder.prepared_source(name, split, data_dir=d.tfds_data_dir or None,
+                                        manual_dir=d.manual_dir or None)
+  raise ValueError(f"unknown data.dataset {name!r}; choose synthetic, folder or one of "
+                   f"{TFDS_DATASETS}")
+
+
+def has_split(config, split: str) -> bool:
+  try:
+    return len(get_source(config, split)) > 0
+  except (FileNotFoundError, ValueError, KeyError):
+    return False
+
+
+# ---------------------------------------------------------------------------- grain
+
+def train_dataset(source, transform: Transform, *, seed: int, global_batch: int,
+                  process_index: int = 0, process_count: int = 1) -> grain.MapDataset:
+  """An infinite MapDataset of this process's rows of each global batch.
+
+  Position k of the global stream is example `perm_{k // N}[k % N]` (a fresh permutation per
+  epoch) augmented with a generator seeded by (seed, k). Batches of L = G / P consecutive
+  positions are formed, and process p takes local batches p, p + P, p + 2P, ...
+  """
+  if len(source) < global_batch:
+    raise ValueError(f"the training split has {len(source)} examples, fewer than one global "
+                     f"batch of {global_batch}")
+  if global_batch % process_count:
+    raise ValueError(f"global batch {global_batch} is not divisible by {process_count} processes")
+  local = global_batch // process_count
+  ds = grain.MapDataset.source(source).shuffle(seed=seed).repeat()
+  ds = ds.random_map(transform, seed=seed)
+  ds = ds.batch(local, drop_remainder=True)
+  return ds[process_index::process_count]
+
+
+def make_train_iterator(config, source, *, process_index: int = 0, process_count: int = 1):
+  ds = train_dataset(source, Transform.from_config(config, train=True), seed=config.seed,
+                     global_batch=config.batch_size, process_index=process_index,
+                     process_count=process_count)
+  options = grain.ReadOptions(num_threads=max(1, config.data.num_threads),
+                              prefetch_buffer_size=max(1, config.data.prefetch))
+  return iter(ds.to_iter_dataset(options))
+
+
+def eval_batches(config, source, batch_size: int, limit: int = 0) -> Iterator[dict[str, Any]]:
+  """The split in order, without augmentation (the authors' test transform), with names.
+
+  The last batch may be smaller than `batch_size`.
+  """
+  transform = Transform.from_config(config, train=False)
+  n = len(source) if not limit else min(limit, len(source))
+
+  def load(i):
+    example = source[i]
+    out = transform(example, None)
+    out["name"] = example["name"]
+    return out
+
+  ds = grain.MapDataset.range(n).map(load).batch(batch_size, drop_remainder=False)
+  options = grain.ReadOptions(num_threads=max(1, config.data.num_threads),
+                              prefetch_buffer_size=max(1, config.data.prefetch))
+  yield from ds.to_iter_dataset(options)
+
+
+def steps_per_epoch(config, num_examples: int) -> int:
+  return max(1, num_examples // config.batch_size)
+
+
+def resolve_path(path: str) -> pathlib.Path:
+  return pathlib.Path(os.path.expanduser(path)).absolute()

@@ -1,0 +1,314 @@
+"""The training loop: data → jitted train step → metrics, samples, evaluation, checkpoints.
+
+All side effects live here; the step itself is the pure `train.train_step`. Process 0 writes
+logs, samples and the results page; every process takes part in checkpointing.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import pathlib
+import signal
+import time
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from absl import logging
+
+from pix2pix_jax import checkpointing, evaluate, models, parallel, state as state_lib, train
+from pix2pix_jax.data import pipeline
+
+LOSS_KEYS = ("g_gan", "g_l1", "d_real", "d_fake")
+
+
+class NonFiniteLossError(FloatingPointError):
+  """A loss became NaN or Inf; training stopped and the last good checkpoint is kept."""
+
+
+class _StopRequest:
+  """SIGTERM / SIGINT → save at the current step and exit cleanly (preemption)."""
+
+  def __init__(self):
+    self.signal_name = ""
+    self._previous = {}
+
+  def __enter__(self):
+    for sig in (signal.SIGTERM, signal.SIGINT):
+      try:
+        self._previous[sig] = signal.signal(sig, self._handle)
+      except ValueError:  # not the main thread (e.g. called from a test thread)
+        pass
+    return self
+
+  def _handle(self, signum, frame):
+    del frame
+    self.signal_name = signal.Signals(signum).name
+
+  def __exit__(self, *exc):
+    for sig, handler in self._previous.items():
+      signal.signal(sig, handler)
+
+
+def compute_dtype(config):
+  if config.compute_dtype not in ("float32", "bfloat16"):
+    raise ValueError(f"compute_dtype must be float32 or bfloat16, got {config.compute_dtype!r}")
+  return jnp.bfloat16 if config.compute_dtype == "bfloat16" else jnp.float32
+
+
+def total_steps(config, steps_per_epoch: int) -> int:
+  if config.num_train_steps > 0:
+    return int(config.num_train_steps)
+  return int((config.optim.n_epochs + config.optim.n_epochs_decay) * steps_per_epoch)
+
+
+def _format_eta(seconds: float) -> str:
+  if not math.isfinite(seconds):
+    return "?"
+  seconds = int(seconds)
+  h, rem = divmod(seconds, 3600)
+  m, s = divmod(rem, 60)
+  return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s"
+
+
+class Experiment:
+  """Everything a run builds once: networks, optimisers, mesh, shardings, jitted functions."""
+
+  def __init__(self, config: ml_collections.ConfigDict, num_train_examples: int):
+    self.config = config
+    dtype = compute_dtype(config)
+    self.generator = models.make_generator(config, dtype)
+    self.discriminator = models.make_discriminator(config, dtype)
+    self.steps_per_epoch = pipeline.steps_per_epoch(config, num_train_examples)
+    self.total_steps = total_steps(config, self.steps_per_epoch)
+    self.g_tx = state_lib.make_optimizer(config, self.steps_per_epoch)
+    self.d_tx = state_lib.make_optimizer(config, self.steps_per_epoch)
+    self.lr = state_lib.lr_schedule(config, self.steps_per_epoch)
+    self.mesh = parallel.make_mesh()
+    self.local_batch = parallel.local_batch_size(config.batch_size, self.mesh)
+    self.image_shape = pipeline.image_shape(config)
+    m = config.model
+
+    def init():
+      return state_lib.create_train_state(config, self.generator, self.discriminator, self.g_tx,
+                                          self.d_tx, self.image_shape, m.input_nc, m.output_nc)
+
+    abstract = jax.eval_shape(init)
+    self.state_sharding = jax.tree.map(lambda _: parallel.replicated(self.mesh), abstract)
+    self.abstract_state = checkpointing.abstract_like(abstract, self.state_sharding)
+    self._init = jax.jit(init, out_shardings=self.state_sharding)
+    self.batch_sharding = parallel.data_sharding(self.mesh)
+    step = train.bind_train_step(config, self.generator, self.discriminator, self.g_tx, self.d_tx)
+    self.train_step = jax.jit(
+        step, in_shardings=(self.state_sharding, self.batch_sharding),
+        out_shardings=(self.state_sharding, parallel.replicated(self.mesh)),
+        donate_argnums=(0,))
+    self.sample = evaluate.make_sample_fn(self.generator, self.discriminator,
+                                          config.loss.gan_mode, config.eval_mode)
+
+  def init_state(self):
+    return self._init()
+
+
+def _host_metrics(pending: list[tuple[int, dict]]) -> list[tuple[int, dict[str, float]]]:
+  fetched = jax.device_get([m for _, m in pending])
+  return [(s, {k: float(v) for k, v in m.items()}) for (s, _), m in zip(pending, fetched)]
+
+
+def _check_finite(records: list[tuple[int, dict[str, float]]]) -> None:
+  for step, metrics in records:
+    bad = [k for k in LOSS_KEYS if not math.isfinite(metrics[k])]
+    if bad:
+      raise NonFiniteLossError(
+          f"non-finite loss at step {step}: " + ", ".join(f"{k}={metrics[k]}" for k in bad)
+          + ". Training stopped; the last good checkpoint is kept. Lower optim.lr, check the "
+          "data, or use compute_dtype=float32.")
+
+
+class _Outputs:
+  """Process 0's files in the workdir: metrics.jsonl, TensorBoard events, samples, page."""
+
+  def __init__(self, workdir: pathlib.Path, config, enabled: bool):
+    self.workdir, self.enabled = workdir, enabled
+    self.metrics_path = workdir / "metrics.jsonl"
+    self.samples_dir = workdir / "samples"
+    self.writer = None
+    if enabled:
+      self.samples_dir.mkdir(parents=True, exist_ok=True)
+      if config.tensorboard:
+        from pix2pix_jax.tensorboard import MetricWriter
+        self.writer = MetricWriter(str(workdir / "tensorboard"))
+
+  def append(self, record: dict) -> None:
+    if not self.enabled:
+      return
+    with open(self.metrics_path, "a") as f:
+      f.write(json.dumps(record) + "\n")
+    if self.writer is not None:
+      prefix = "train" if record["kind"] == "train" else f"eval_{record.get('mode', '')}"
+      self.writer.write_scalars(record["step"], {
+          f"{prefix}/{k}": v for k, v in record.items()
+          if isinstance(v, (int, float)) and k != "step"})
+
+  def truncate_after(self, step: int) -> None:
+    """On resume, drop metric lines logged after the restored step (they will be redone)."""
+    if not self.enabled or not self.metrics_path.exists():
+      return
+    kept = []
+    for line in self.metrics_path.read_text().splitlines():
+      try:
+        if json.loads(line).get("step", 0) <= step:
+          kept.append(line)
+      except json.JSONDecodeError:
+        continue  # a line cut short by a kill
+    tmp = self.metrics_path.with_suffix(".tmp")
+    tmp.write_text("".join(l + "\n" for l in kept))
+    tmp.replace(self.metrics_path)
+
+  def samples(self, step: int, inputs, outputs, targets, heatmaps, prefix: str = "") -> None:
+    if not self.enabled:
+      return
+    from pix2pix_jax import report
+    path = self.samples_dir / f"{prefix}step_{step:08d}.png"
+    report.save_sample_grid(str(path), inputs, outputs, targets, heatmaps)
+    if self.writer is not None:
+      from PIL import Image
+      self.writer.write_images(step, {"samples": np.asarray(Image.open(path).convert("RGB"))})
+
+  def report(self) -> str | None:
+    if not self.enabled:
+      return None
+    from pix2pix_jax import report
+    return report.write_report(str(self.workdir))
+
+  def close(self) -> None:
+    if self.writer is not None:
+      self.writer.close()
+
+
+def _sample_batch(config, eval_source, train_source) -> dict[str, np.ndarray]:
+  source = eval_source if eval_source is not None else train_source
+  n = min(config.num_samples, len(source))
+  return next(pipeline.eval_batches(config, source, n, limit=n))
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
+  """Trains (resuming from `workdir` when it holds checkpoints); returns a short summary."""
+  workdir_path = pathlib.Path(workdir).absolute()
+  main = parallel.is_main_process()
+  if main:
+    checkpointing.check_writable(workdir_path)
+  train_source = pipeline.get_source(config, config.data.train_split)
+  eval_source = None
+  if config.data.eval_split:
+    try:
+      eval_source = pipeline.get_source(config, config.data.eval_split)
+    except (FileNotFoundError, ValueError) as e:
+      logging.warning("No evaluation split %r (%s); samples come from the training split.",
+                      config.data.eval_split, str(e).splitlines()[0])
+  logging.info("Training data: %d examples (%s)", len(train_source), train_source)
+
+  exp = Experiment(config, len(train_source))
+  config_dict = config.to_dict()
+  ckpt = checkpointing.Checkpointer(workdir_path / "checkpoints",
+                                    max_to_keep=config.max_to_keep,
+                                    keep_every_steps=config.keep_every_steps, config=config_dict)
+  train_iter = pipeline.make_train_iterator(config, train_source,
+                                            process_index=jax.process_index(),
+                                            process_count=jax.process_count())
+  restored = ckpt.restore_latest(exp.abstract_state, train_iter)
+  if restored is None:
+    state, start = exp.init_state(), 0
+    logging.info("Starting a new run in %s. %s", workdir_path, state_lib.describe(state))
+  else:
+    state, start = restored
+    logging.info("Resumed from checkpoint %d in %s", start, workdir_path / "checkpoints")
+  outputs = _Outputs(workdir_path, config, enabled=main)
+  if main:
+    checkpointing.save_config_json(workdir_path, config_dict)
+    outputs.truncate_after(start)
+
+  sample_batch = _sample_batch(config, eval_source, train_source)
+  sample_inputs = parallel.replicate_host_array(sample_batch["A"], exp.mesh)
+  sample_key = jax.random.key(config.seed + 1)
+
+  def write_samples(step):
+    out, heat = exp.sample(state, sample_inputs, sample_key)
+    outputs.samples(step, sample_batch["A"], parallel.to_host(out), sample_batch["B"],
+                    parallel.to_host(heat))
+
+  def run_eval(step):
+    if eval_source is None:
+      return
+    batches = pipeline.eval_batches(config, eval_source, config.eval_batch_size)
+    result = evaluate.evaluate(exp.generator, state.g_params, state.g_batch_stats, batches,
+                               seed=config.seed, mode=config.eval_mode)
+    record = {"kind": "eval", "step": step, "split": config.data.eval_split,
+              "mode": result["mode"], "l1": result["l1"], "psnr": result["psnr"],
+              "ssim": result["ssim"]}
+    logging.info("eval @%d on %s (%s mode): L1 %.4f  PSNR %.2f dB  SSIM %.4f", step,
+                 config.data.eval_split, result["mode"], result["l1"], result["psnr"],
+                 result["ssim"])
+    outputs.append(record)
+    if main:
+      evaluate.write_json(result, workdir_path / "eval" / f"step_{step:08d}.json")
+
+  every = lambda n, s: n > 0 and s % n == 0
+  pending: list[tuple[int, dict]] = []
+  t_last, s_last = time.perf_counter(), start
+  step = start
+  with _StopRequest() as stop:
+    while step < exp.total_steps:
+      local = next(train_iter)
+      batch = parallel.global_batch({"A": local["A"], "B": local["B"]}, exp.batch_sharding)
+      state, metrics = exp.train_step(state, batch)
+      step += 1
+      pending.append((step, metrics))
+      is_last = step == exp.total_steps
+      checkpoint_now = every(config.checkpoint_every_steps, step) or is_last
+      preempted = bool(stop.signal_name) or ckpt.reached_preemption(step)
+      if every(config.log_every_steps, step) or checkpoint_now or preempted:
+        records = _host_metrics(pending)
+        pending = []
+        _check_finite(records)
+        now = time.perf_counter()
+        rate = (step - s_last) / max(now - t_last, 1e-9)
+        t_last, s_last = now, step
+        s, m = records[-1]
+        epoch = s / exp.steps_per_epoch
+        lr = float(exp.lr(s - 1))
+        outputs.append({"kind": "train", "step": s, "epoch": round(epoch, 4), **m, "lr": lr,
+                        "steps_per_sec": rate})
+        logging.info(
+            "step %d/%d (epoch %.2f) | %.2f steps/s, %.1f img/s | ETA %s | G_GAN %.3f "
+            "G_L1 %.3f D_real %.3f D_fake %.3f | D acc real %.2f fake %.2f | lr %.2e",
+            s, exp.total_steps, epoch, rate, rate * config.batch_size,
+            _format_eta((exp.total_steps - s) / max(rate, 1e-9)), m["g_gan"], m["g_l1"],
+            m["d_real"], m["d_fake"], m["d_acc_real"], m["d_acc_fake"], lr)
+      if every(config.sample_every_steps, step) or is_last:
+        write_samples(step)
+      if every(config.eval_every_steps, step):
+        run_eval(step)
+      if every(config.sample_every_steps, step) or every(config.eval_every_steps, step) \
+          or is_last:
+        outputs.report()
+      if checkpoint_now or preempted:
+        ckpt.save(step, state, train_iter, force=True)
+      if preempted:
+        logging.warning("Received %s: saved checkpoint %d in %s; exiting. Relaunch the same "
+                        "command to resume.", stop.signal_name or "preemption notice", step,
+                        workdir_path / "checkpoints")
+        break
+  ckpt.close()
+  page = outputs.report()
+  outputs.close()
+  summary = {"step": step, "total_steps": exp.total_steps, "workdir": str(workdir_path),
+             "report": page, "preempted": step < exp.total_steps}
+  if main:
+    logging.info("Done at step %d. Results page: %s | samples: %s | metrics: %s | checkpoints: "
+                 "%s", step, page, workdir_path / "samples", workdir_path / "metrics.jsonl",
+                 workdir_path / "checkpoints")
+  return summary
