@@ -1,0 +1,147 @@
+r"""Prepares a pix2pix dataset as TFDS array_record files, once.
+
+One of the authors' datasets (downloaded, or from --manual_dir when offline):
+
+  python -m pix2pix_jax.data.prepare --dataset facades [--manual_dir DIR] [--data_dir DIR]
+
+Any folder of pairs, each split a subfolder holding aligned A|B images or A/
+and B/ subfolders (detected per split):
+
+  python -m pix2pix_jax.data.prepare --dataset folder --source_dir DIR --name NAME
+
+Running it again is a no-op; --overwrite rebuilds. Read the result with
+`pix2pix_jax.data.tfds_builder.TfdsSource(name, split, data_dir)`.
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import sys
+
+import tensorflow_datasets as tfds
+from absl import app, flags
+
+from pix2pix_jax.data import folder, tfds_builder
+
+DATASETS = [config.name for config in tfds_builder.Pix2pix.BUILDER_CONFIGS]
+
+_DATASET = flags.DEFINE_enum(
+    "dataset", None, DATASETS + ["folder"], "Which dataset to prepare; 'folder' for your own.")
+_DATA_DIR = flags.DEFINE_string(
+    "data_dir", None, "Where prepared datasets go (TFDS's default, ~/tensorflow_datasets, if unset).")
+_MANUAL_DIR = flags.DEFINE_string(
+    "manual_dir", None,
+    "Folder holding <dataset>.tar.gz or the extracted <dataset>/ folder (offline use, cityscapes).")
+_DOWNLOAD = flags.DEFINE_bool(
+    "download", True, "Download from the authors' server when the manual dir has nothing.")
+_SOURCE_DIR = flags.DEFINE_string(
+    "source_dir", None, "--dataset folder: the folder whose subfolders are the splits.")
+_NAME = flags.DEFINE_string(
+    "name", None, "--dataset folder: the name to store it under (letters, digits, '_').")
+_OVERWRITE = flags.DEFINE_bool("overwrite", False, "Delete and rebuild a prepared dataset.")
+
+
+def make_builder(
+    dataset: str,
+    data_dir: str | os.PathLike | None = None,
+    *,
+    name: str | None = None,
+    allow_download: bool = True,
+) -> tfds.core.DatasetBuilder:
+  """The builder of `pix2pix/<dataset>`, or of `pix2pix_folder/<name>` for dataset "folder"."""
+  data_dir = os.fspath(pathlib.Path(data_dir or tfds.core.constants.DATA_DIR).expanduser())
+  if dataset == "folder":
+    if not name:
+      raise ValueError("--dataset folder needs --name, the name to store the dataset under.")
+    return tfds_builder.Pix2pixFolder(config=name, data_dir=data_dir)
+  if dataset in DATASETS:
+    return tfds_builder.Pix2pix(config=dataset, data_dir=data_dir, allow_download=allow_download)
+  raise ValueError(f"unknown dataset {dataset!r}; choose one of {', '.join(DATASETS)} or folder.")
+
+
+def prepare(
+    dataset: str,
+    data_dir: str | os.PathLike | None = None,
+    *,
+    manual_dir: str | os.PathLike | None = None,
+    source_dir: str | os.PathLike | None = None,
+    name: str | None = None,
+    allow_download: bool = True,
+    overwrite: bool = False,
+) -> tfds.core.DatasetBuilder:
+  """Builds `pix2pix/<dataset>`, or `pix2pix_folder/<name>` from `source_dir` for "folder".
+
+  A no-op when already prepared, unless `overwrite`.
+
+  Returns:
+    The builder: `builder.data_dir` is where the records are, `builder.info.splits`
+    what they hold.
+  """
+  builder = make_builder(dataset, data_dir, name=name, allow_download=allow_download)
+  prepare_builder(builder, manual_dir=source_dir if dataset == "folder" else manual_dir,
+                  overwrite=overwrite)
+  return builder
+
+
+def prepare_builder(
+    builder: tfds.core.DatasetBuilder,
+    *,
+    manual_dir: str | os.PathLike | None = None,
+    overwrite: bool = False,
+) -> None:
+  """Runs `builder.download_and_prepare` with the manual dir; keeps downloads on overwrite."""
+  if isinstance(builder, tfds_builder.Pix2pixFolder) and not manual_dir:
+    raise ValueError("--dataset folder needs --source_dir, the folder whose subfolders are splits.")
+  mode = (tfds.download.GenerateMode.REUSE_CACHE_IF_EXISTS if overwrite
+          else tfds.download.GenerateMode.REUSE_DATASET_IF_EXISTS)
+  builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
+      manual_dir=manual_dir and os.fspath(pathlib.Path(manual_dir).expanduser()),
+      download_mode=mode,
+  ))
+
+
+def _describe_folder(source_dir: str) -> None:
+  """Prints the layout found for each split folder before building."""
+  root = pathlib.Path(source_dir)
+  for split in folder.list_splits(root):
+    layout = folder.detect_layout(root, split)
+    images_dir = root / split / "A" if layout == "paired" else root / split
+    count = len(folder.list_images(images_dir))
+    if count:
+      print(f"  {split}: {count} pairs, {'A/ and B/ folders' if layout == 'paired' else 'aligned A|B'}")
+
+
+def main(argv: list[str]) -> None:
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+  if _DATASET.value is None:
+    raise app.UsageError(f"--dataset is required: one of {', '.join(DATASETS)} or folder.")
+  if _DATASET.value == "folder":
+    if not _SOURCE_DIR.value or not _NAME.value:
+      raise app.UsageError("--dataset folder needs --source_dir and --name.")
+    print(f"Preparing {_SOURCE_DIR.value} as pix2pix_folder/{_NAME.value}:")
+    _describe_folder(_SOURCE_DIR.value)
+    full_name = f"pix2pix_folder/{_NAME.value}"
+  else:
+    print(f"Preparing pix2pix/{_DATASET.value}")
+    full_name = f"pix2pix/{_DATASET.value}"
+  try:
+    builder = make_builder(_DATASET.value, _DATA_DIR.value, name=_NAME.value,
+                           allow_download=_DOWNLOAD.value)
+    if builder.data_path.exists() and not _OVERWRITE.value:
+      print("Already prepared: nothing to do (--overwrite rebuilds it).")
+    prepare_builder(
+        builder,
+        manual_dir=_SOURCE_DIR.value if _DATASET.value == "folder" else _MANUAL_DIR.value,
+        overwrite=_OVERWRITE.value)
+  except (FileNotFoundError, ValueError) as e:
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(1)
+  splits = ", ".join(f"{s} {info.num_examples}" for s, info in builder.info.splits.items())
+  print(f"{full_name} is prepared at {builder.data_dir} ({splits} examples).")
+  print(f"Read it with TfdsSource({full_name!r}, split, data_dir={str(builder.data_dir_root)!r}).")
+
+
+if __name__ == "__main__":
+  app.run(main)
