@@ -170,6 +170,19 @@ def test_corrupt_source_image_names_the_file(tmp_path):
     _offline_facades(tmp_path / "data", manual_dir)
 
 
+def test_skip_bad_leaves_corrupt_images_out(tmp_path):
+  manual_dir = tmp_path / "manual"
+  _write_fake_dataset(manual_dir / "facades", {"train": 4})
+  (manual_dir / "facades" / "train" / "2.png").write_bytes(b"not a png")  # Bad header.
+  data = images.encode_jpeg(np.zeros((8, 16, 3), np.uint8))
+  (manual_dir / "facades" / "train" / "5.jpg").write_bytes(data[: len(data) // 2])  # Bad pixels.
+  builder = tfds_builder.Pix2pix(
+      config="facades", data_dir=tmp_path / "data", allow_download=False, skip_bad=True)
+  prepare.prepare_builder(builder, manual_dir=manual_dir)
+  source = tfds_builder.TfdsSource("pix2pix/facades", "train", tmp_path / "data")
+  assert sorted(source[i]["name"] for i in range(len(source))) == ["1", "3", "4"]
+
+
 def test_prepare_cli_folder_and_error(tmp_path):
   source_dir = _write_fake_dataset(tmp_path / "src", {"train": 2})
   command = [sys.executable, "-m", "pix2pix_jax.data.prepare", "--dataset", "folder",

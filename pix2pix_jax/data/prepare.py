@@ -38,8 +38,10 @@ _DOWNLOAD = flags.DEFINE_bool(
 _SOURCE_DIR = flags.DEFINE_string(
     "source_dir", None, "--dataset folder: the folder whose subfolders are the splits.")
 _NAME = flags.DEFINE_string(
-    "name", None, "--dataset folder: the name to store it under (letters, digits, '_').")
+    "name", None, "--dataset folder: the name to store it under (lower-case letters, digits, '_').")
 _OVERWRITE = flags.DEFINE_bool("overwrite", False, "Delete and rebuild a prepared dataset.")
+_SKIP_BAD = flags.DEFINE_bool(
+    "skip_bad", False, "Leave out corrupt source images (with a warning) instead of stopping.")
 
 
 def make_builder(
@@ -48,15 +50,17 @@ def make_builder(
     *,
     name: str | None = None,
     allow_download: bool = True,
+    skip_bad: bool = False,
 ) -> tfds.core.DatasetBuilder:
   """The builder of `pix2pix/<dataset>`, or of `pix2pix_folder/<name>` for dataset "folder"."""
   data_dir = os.fspath(pathlib.Path(data_dir or tfds.core.constants.DATA_DIR).expanduser())
   if dataset == "folder":
     if not name:
       raise ValueError("--dataset folder needs --name, the name to store the dataset under.")
-    return tfds_builder.Pix2pixFolder(config=name, data_dir=data_dir)
+    return tfds_builder.Pix2pixFolder(config=name, data_dir=data_dir, skip_bad=skip_bad)
   if dataset in DATASETS:
-    return tfds_builder.Pix2pix(config=dataset, data_dir=data_dir, allow_download=allow_download)
+    return tfds_builder.Pix2pix(
+        config=dataset, data_dir=data_dir, allow_download=allow_download, skip_bad=skip_bad)
   raise ValueError(f"unknown dataset {dataset!r}; choose one of {', '.join(DATASETS)} or folder.")
 
 
@@ -68,6 +72,7 @@ def prepare(
     source_dir: str | os.PathLike | None = None,
     name: str | None = None,
     allow_download: bool = True,
+    skip_bad: bool = False,
     overwrite: bool = False,
 ) -> tfds.core.DatasetBuilder:
   """Builds `pix2pix/<dataset>`, or `pix2pix_folder/<name>` from `source_dir` for "folder".
@@ -78,7 +83,8 @@ def prepare(
     The builder: `builder.data_dir` is where the records are, `builder.info.splits`
     what they hold.
   """
-  builder = make_builder(dataset, data_dir, name=name, allow_download=allow_download)
+  builder = make_builder(
+      dataset, data_dir, name=name, allow_download=allow_download, skip_bad=skip_bad)
   prepare_builder(builder, manual_dir=source_dir if dataset == "folder" else manual_dir,
                   overwrite=overwrite)
   return builder
@@ -128,7 +134,7 @@ def main(argv: list[str]) -> None:
     full_name = f"pix2pix/{_DATASET.value}"
   try:
     builder = make_builder(_DATASET.value, _DATA_DIR.value, name=_NAME.value,
-                           allow_download=_DOWNLOAD.value)
+                           allow_download=_DOWNLOAD.value, skip_bad=_SKIP_BAD.value)
     if builder.data_path.exists() and not _OVERWRITE.value:
       print("Already prepared: nothing to do (--overwrite rebuilds it).")
     prepare_builder(

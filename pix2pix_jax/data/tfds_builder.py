@@ -116,8 +116,10 @@ class _PairsBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
   # (tensorflow/datasets#11212); naming the file directly avoids that lookup.
   code_path = epath.Path(__file__)
 
-  def __init__(self, *, file_format: str | None = "array_record", **kwargs):
+  def __init__(self, *, skip_bad: bool = False, file_format: str | None = "array_record", **kwargs):
+    """As TFDS's builders; `skip_bad=True` leaves out corrupt source images (see folder.py)."""
     super().__init__(file_format=file_format, **kwargs)
+    self._skip_bad = skip_bad
     self._manual_dir_in_use: pathlib.Path | None = None
 
   def download_and_prepare(self, *, download_dir=None, download_config=None, **kwargs):
@@ -142,14 +144,22 @@ class _PairsBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
 
   def _generate_examples(self, root: pathlib.Path, folder_name: str):
     """Yields (stem, example) for every pair in `root/folder_name`, in parallel."""
-    source = folder.folder_source(root, folder_name)
+    source = folder.folder_source(root, folder_name, skip_bad=self._skip_bad)
     logging.info("Writing %d pairs from %s", len(source), root / folder_name)
     pairs = (
         grain.MapDataset.source(source)
         .map(_encode_example)
         .to_iter_dataset(grain.ReadOptions(num_threads=_PREPARE_THREADS, prefetch_buffer_size=64))
     )
-    yield from pairs
+    written = set()
+    for name, example in pairs:
+      # With skip_bad, a bad file's index returns the next good pair: write it once.
+      if name not in written:
+        written.add(name)
+        yield name, example
+    if source.num_skipped:
+      logging.warning("Left out %d bad images of %s: %s", source.num_skipped,
+                      root / folder_name, ", ".join(source.skipped))
 
 
 def _encode_example(example: dict) -> tuple[str, dict]:
