@@ -52,7 +52,8 @@ def lr_schedule(config, steps_per_epoch: int) -> optax.Schedule:
       factor = 0.5 * (1 + jnp.cos(jnp.pi * jnp.minimum(epoch, total) / total))
     else:
       factor = jnp.ones_like(epoch)
-    return base * factor
+    # Past the scheduled epochs (e.g. num_train_steps set longer) the rate stays at its floor.
+    return base * jnp.maximum(factor, 0.0)
 
   return schedule
 

@@ -1,0 +1,143 @@
+"""The pure train step and the optimiser schedule."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from helpers import tiny_config
+from pix2pix_jax import losses, models, state as state_lib, train
+
+
+def _setup(config, steps_per_epoch=8):
+  g = models.make_generator(config)
+  d = models.make_discriminator(config)
+  g_tx = state_lib.make_optimizer(config, steps_per_epoch)
+  d_tx = state_lib.make_optimizer(config, steps_per_epoch)
+  state = jax.jit(lambda: state_lib.create_train_state(config, g, d, g_tx, d_tx, (32, 32), 3,
+                                                       3))()
+  step = jax.jit(train.bind_train_step(config, g, d, g_tx, d_tx))
+  return state, step
+
+
+def _fixed_batch():
+  rng = np.random.default_rng(0)
+  a = rng.uniform(-1, 1, (2, 32, 32, 3)).astype(np.float32)
+  # A learnable mapping: B is a smooth function of A.
+  return {"A": jnp.asarray(a), "B": jnp.tanh(2 * jnp.asarray(a[..., ::-1]))}
+
+
+@pytest.fixture(scope="module")
+def tiny():
+  config = tiny_config()
+  state, step = _setup(config)
+  return config, state, step
+
+
+def test_one_step_changes_every_network_and_gives_finite_metrics(tiny):
+  config, state, step = tiny
+  new_state, metrics = step(state, _fixed_batch())
+  assert int(new_state.step) == 1
+  assert set(metrics) == {"g_gan", "g_l1", "d_real", "d_fake", "d_acc_real", "d_acc_fake"}
+  assert all(np.isfinite(float(v)) for v in metrics.values())
+  for name in ("g_params", "d_params", "g_batch_stats", "d_batch_stats"):
+    before, after = jax.tree.leaves(getattr(state, name)), jax.tree.leaves(getattr(new_state, name))
+    changed = [not np.array_equal(a, b) for a, b in zip(before, after)]
+    assert all(changed), f"{name}: {changed.count(False)} leaves unchanged after a step"
+
+
+def test_l1_drops_on_a_fixed_batch():
+  state, step = _setup(tiny_config(**{"optim.lr_policy": "constant"}))
+  from pix2pix_jax.data.synthetic import SyntheticFacades
+  source = SyntheticFacades(2, 32, seed=0)
+  as_float = lambda key: jnp.asarray(
+      np.stack([source[i][key] for i in range(2)]).astype(np.float32) / 127.5 - 1)
+  batch = {"A": as_float("b"), "B": as_float("a")}  # label map → photo
+  l1 = []
+  for _ in range(40):
+    state, metrics = step(state, batch)
+    l1.append(float(metrics["g_l1"]))
+  assert np.mean(l1[-5:]) < 0.85 * np.mean(l1[:5]), l1
+
+
+def test_step_is_deterministic(tiny):
+  config, state, step = tiny
+  batch = _fixed_batch()
+  s1, m1 = step(state, batch)
+  s2, m2 = step(state, batch)
+  for a, b in zip(jax.tree.leaves((s1, m1)), jax.tree.leaves((s2, m2))):
+    np.testing.assert_array_equal(a, b)
+
+
+def test_dropout_key_depends_on_step():
+  config6 = tiny_config(**{"model.num_downs": 6})
+  # With dropout levels present, the same state at different step numbers gives different fakes.
+  g6, d6 = models.make_generator(config6), models.make_discriminator(config6)
+  tx6 = state_lib.make_optimizer(config6, 8)
+  step6 = jax.jit(train.bind_train_step(config6, g6, d6, tx6, tx6))
+  batch = {k: jnp.concatenate([v, v], axis=1).repeat(2, axis=2)[:, :64, :64]
+           for k, v in _fixed_batch().items()}
+  st6 = jax.jit(lambda: state_lib.create_train_state(config6, g6, d6, tx6, tx6, (64, 64), 3,
+                                                     3))()
+  _, m_a = step6(st6, batch)
+  _, m_b = step6(st6.replace(step=st6.step + 1), batch)
+  assert float(m_a["g_l1"]) != float(m_b["g_l1"])
+
+
+@pytest.mark.parametrize("gan_mode", ["lsgan", "wgangp"])
+def test_other_gan_modes_train(gan_mode):
+  config = tiny_config(**{"loss.gan_mode": gan_mode})
+  state, step = _setup(config)
+  state, metrics = step(state, _fixed_batch())
+  assert all(np.isfinite(float(v)) for v in metrics.values())
+
+
+def test_gan_losses_values():
+  logits = jnp.array([0.0, 2.0])
+  np.testing.assert_allclose(losses.gan_loss(logits, True, "vanilla"),
+                             np.mean(np.log1p(np.exp(-np.array([0.0, 2.0])))), rtol=1e-6)
+  np.testing.assert_allclose(losses.gan_loss(logits, False, "lsgan"), (0 + 4) / 2)
+  np.testing.assert_allclose(losses.gan_loss(logits, True, "wgangp"), -1.0)
+  with pytest.raises(ValueError, match="unknown gan_mode"):
+    losses.gan_loss(logits, True, "hinge")
+
+
+def test_gradient_penalty_of_a_linear_critic():
+  # D(x) = sum(w·x) has gradient w everywhere: penalty = (‖w‖ - 1)².
+  w = jnp.full((1, 2, 2, 1), 0.5)  # ‖w‖ = 1 → zero penalty
+  critic = lambda x: jnp.sum(w * x, axis=(1, 2, 3))
+  real = jnp.ones((3, 2, 2, 1))
+  assert float(losses.gradient_penalty(critic, real, -real, jax.random.key(0))) < 1e-10
+  critic2 = lambda x: jnp.sum(2 * w * x, axis=(1, 2, 3))
+  np.testing.assert_allclose(losses.gradient_penalty(critic2, real, -real, jax.random.key(0)),
+                             1.0, rtol=1e-5)
+
+
+def test_linear_schedule_matches_the_authors_lambda_rule():
+  config = tiny_config(**{"optim.n_epochs": 3, "optim.n_epochs_decay": 4, "optim.lr": 1.0})
+  schedule = state_lib.lr_schedule(config, steps_per_epoch=10)
+  # Authors: lr(epoch e, 1-based) = 1 - max(0, e - n_epochs) / (n_epochs_decay + 1).
+  for epoch in range(1, 8):
+    expected = 1.0 - max(0, epoch - 3) / 5
+    for step in ((epoch - 1) * 10, epoch * 10 - 1):
+      np.testing.assert_allclose(float(schedule(step)), expected, rtol=1e-6)
+
+
+@pytest.mark.parametrize("policy", ["linear", "step", "cosine", "constant"])
+def test_learning_rate_never_negative_past_the_schedule(policy):
+  config = tiny_config(**{"optim.lr_policy": policy, "optim.n_epochs": 1,
+                          "optim.n_epochs_decay": 1, "optim.lr_decay_iters": 1})
+  schedule = state_lib.lr_schedule(config, steps_per_epoch=4)
+  assert min(float(schedule(s)) for s in range(0, 100, 3)) >= 0.0
+
+
+def test_step_and_cosine_schedules():
+  config = tiny_config(**{"optim.lr_policy": "step", "optim.lr_decay_iters": 2, "optim.lr": 1.0})
+  schedule = state_lib.lr_schedule(config, steps_per_epoch=5)
+  np.testing.assert_allclose([float(schedule(s)) for s in (0, 9, 10, 20)],
+                             [1, 1, 0.1, 0.01], rtol=1e-5)
+  config = tiny_config(**{"optim.lr_policy": "cosine", "optim.lr": 1.0})
+  schedule = state_lib.lr_schedule(config, steps_per_epoch=5)
+  assert float(schedule(0)) == 1.0 and float(schedule(10)) < 1e-6
+  with pytest.raises(ValueError, match="unknown optim.lr_policy"):
+    state_lib.lr_schedule(tiny_config(**{"optim.lr_policy": "plateau"}), 5)
