@@ -2,22 +2,26 @@
 
   python launch.py --config configs/facades.py --workdir runs/facades
 
-Reads the authors' aligned format from `data.data_dir` (default: ../shared/data/facades when it
-exists beside the checkout), otherwise prepares the TFDS `facades` dataset (downloading it).
+The data is the TFDS dataset `pix2pix/facades`, prepared on first use (array_record, no
+TensorFlow): from `data.manual_dir` when it holds the authors' tarball or extracted folder
+(defaults to ../shared/data/facades when that exists beside the checkout), otherwise downloaded
+from the authors' server. 400 training images → 80,000 steps; about a day on 2 CPU cores.
 """
 
 import os
 
 from configs import default
 
-_LOCAL_FACADES = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "facades")
+_LOCAL_FACADES = os.path.normpath(
+    os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "data",
+                 "facades"))
 
 
 def get_config():
   config = default.get_config()
   config.data.dataset = "facades"
   config.data.direction = "BtoA"
-  config.data.data_dir = os.path.normpath(_LOCAL_FACADES) if os.path.isdir(_LOCAL_FACADES) else ""
+  config.data.manual_dir = _LOCAL_FACADES if os.path.isdir(_LOCAL_FACADES) else ""
   config.optim.n_epochs = 100
   config.optim.n_epochs_decay = 100
   config.log_every_steps = 100

@@ -146,18 +146,23 @@ def get_source(config, split: str):
     count = d.num_synthetic if split == "train" else max(8, d.num_synthetic // 8)
     return SyntheticFacades(count, image_size=d.load_size if d.preprocess != "none"
                             else d.crop_size, seed=config.seed * 10 + offset)
-  if name == "folder" or (name in TFDS_DATASETS and d.data_dir):
+  if name == "folder":
     from pix2pix_jax.data.folder import folder_source
     if not d.data_dir:
       raise ValueError("data.dataset='folder' needs --config.data.data_dir=PATH, a folder with "
                        "train/ (and val/) subfolders of aligned A|B images or A/ B/ pairs")
     return folder_source(os.path.expanduser(d.data_dir), split, skip_bad=d.skip_bad_images)
-  if name in TFDS_DATASETS:
+  if name in TFDS_DATASETS or name.startswith("pix2pix_folder/"):
     from pix2pix_jax.data import tfds_builder
-    return tfds_builder.prepared_source(name, split, data_dir=d.tfds_data_dir or None,
-                                        manual_dir=d.manual_dir or None)
-  raise ValueError(f"unknown data.dataset {name!r}; choose synthetic, folder or one of "
-                   f"{TFDS_DATASETS}")
+    if name in TFDS_DATASETS:
+      # Idempotent: a no-op once prepared; otherwise builds from data.manual_dir or downloads.
+      from pix2pix_jax.data import prepare
+      prepare.prepare(name, d.tfds_data_dir or None, manual_dir=d.manual_dir or None,
+                      skip_bad=d.skip_bad_images)
+      name = f"pix2pix/{name}"
+    return tfds_builder.TfdsSource(name, split, data_dir=d.tfds_data_dir or None)
+  raise ValueError(f"unknown data.dataset {name!r}; choose synthetic, folder, "
+                   f"pix2pix_folder/NAME (prepared) or one of {TFDS_DATASETS}")
 
 
 def has_split(config, split: str) -> bool:
