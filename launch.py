@@ -1,14 +1,21 @@
 """Entry point: `python launch.py --config configs/facades.py --workdir runs/facades`.
 
-Override any config field with `--config.key=value` (e.g. `--config.batch_size=4`). Multi-host:
-`--distributed=auto` on TPU pods / SLURM / Kubernetes, or the explicit coordinator flags.
+Modes: train (default; resumes when the workdir has checkpoints), eval (L1/PSNR/SSIM of a
+checkpoint on a split), translate (images or folders through the generator), export (the
+generator as a serialised jax.export artifact). Override any config field with
+`--config.key=value`. Multi-host: `--distributed=auto` on TPU pods / SLURM / Kubernetes, or the
+explicit coordinator flags.
 """
 
-from absl import app, flags, logging
+from absl import app, flags
 from ml_collections import config_flags
 
-flags.DEFINE_string("workdir", None, "Where checkpoints, metrics, samples and the page go.")
-flags.DEFINE_enum("mode", "train", ["train"], "What to do.")
+flags.DEFINE_string("workdir", None, "Run directory: checkpoints, metrics, samples, the page.")
+flags.DEFINE_enum("mode", "train", ["train", "eval", "translate", "export"], "What to do.")
+flags.DEFINE_integer("step", None, "eval/translate/export: checkpoint step (default: latest).")
+flags.DEFINE_string("split", None, "eval: split to evaluate (default: config.data.eval_split).")
+flags.DEFINE_string("input", None, "translate: an image file or a folder of images.")
+flags.DEFINE_string("output", None, "translate: output folder; export: artifact path.")
 flags.DEFINE_enum("distributed", "off", ["off", "auto"],
                   "auto: jax.distributed.initialize() detects the cluster (TPU pod, SLURM, ...).")
 flags.DEFINE_string("coordinator_address", "", "host:port of process 0 (explicit multi-process).")
@@ -16,6 +23,7 @@ flags.DEFINE_integer("num_processes", 0, "Number of processes (explicit multi-pr
 flags.DEFINE_integer("process_id", -1, "This process's id in [0, num_processes).")
 config_flags.DEFINE_config_file("config", None, "Config file (configs/*.py).", lock_config=True)
 flags.mark_flags_as_required(["config", "workdir"])
+FLAGS = flags.FLAGS
 
 
 def main(argv):
@@ -23,13 +31,22 @@ def main(argv):
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   from pix2pix_jax import parallel, platform
   platform.quiet_library_logs()
-  platform.configure(flags.FLAGS.config)
-  parallel.maybe_initialize_distributed(
-      flags.FLAGS.coordinator_address, flags.FLAGS.num_processes, flags.FLAGS.process_id,
-      auto=flags.FLAGS.distributed == "auto")
+  platform.configure(FLAGS.config)
+  parallel.maybe_initialize_distributed(FLAGS.coordinator_address, FLAGS.num_processes,
+                                        FLAGS.process_id, auto=FLAGS.distributed == "auto")
   parallel.log_topology()
-  from pix2pix_jax import loop
-  loop.train_and_evaluate(flags.FLAGS.config, flags.FLAGS.workdir)
+  if FLAGS.mode == "train":
+    from pix2pix_jax import loop
+    loop.train_and_evaluate(FLAGS.config, FLAGS.workdir)
+    return
+  from pix2pix_jax import inference
+  if FLAGS.mode == "eval":
+    inference.run_eval(FLAGS.config, FLAGS.workdir, step=FLAGS.step, split=FLAGS.split)
+  elif FLAGS.mode == "translate":
+    inference.run_translate(FLAGS.config, FLAGS.workdir, FLAGS.input, FLAGS.output,
+                            step=FLAGS.step)
+  else:
+    inference.run_export(FLAGS.config, FLAGS.workdir, FLAGS.output, step=FLAGS.step)
 
 
 if __name__ == "__main__":
