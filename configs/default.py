@@ -21,6 +21,7 @@ def get_config() -> ml_collections.ConfigDict:
   data.preprocess = "resize_and_crop"  # resize_and_crop | crop | scale_width | scale_width_and_crop | none
   data.load_size = 286  # pixels: resize to this ...
   data.crop_size = 256  # ... then random-crop this (the network's input size)
+  data.aspect_ratio = 1.0  # width / height of load and crop sizes (e.g. 2.0: 256×512 crops)
   data.no_flip = False  # the paper flips horizontally at random
   data.train_split = "train"
   data.eval_split = "val"

@@ -40,6 +40,7 @@ class Transform:
   input_nc: int = 3
   output_nc: int = 3
   size_multiple: int = 4  # 'none' preprocessing rounds sizes to a multiple of this
+  aspect_ratio: float = 1.0  # width / height of load and crop sizes (resize / crop modes)
 
   def __post_init__(self):
     if self.direction not in DIRECTIONS:
@@ -50,6 +51,8 @@ class Transform:
     for name in ("input_nc", "output_nc"):
       if getattr(self, name) not in (1, 3):
         raise ValueError(f"model.{name} must be 1 or 3, got {getattr(self, name)}")
+    if self.aspect_ratio <= 0:
+      raise ValueError(f"data.aspect_ratio must be positive, got {self.aspect_ratio}")
     if "crop" in self.preprocess and self.crop_size > self.load_size and "resize" in self.preprocess:
       raise ValueError(f"data.crop_size {self.crop_size} is larger than data.load_size "
                        f"{self.load_size}")
@@ -63,12 +66,12 @@ class Transform:
       load_size, flip = d.crop_size, False
     return cls(direction=d.direction, preprocess=d.preprocess, load_size=load_size,
                crop_size=d.crop_size, flip=flip, input_nc=m.input_nc, output_nc=m.output_nc,
-               size_multiple=size_multiple(config))
+               size_multiple=size_multiple(config), aspect_ratio=float(d.aspect_ratio))
 
   # ---- The authors' transforms on PIL images.
   def _target_size(self, w: int, h: int) -> tuple[int, int]:
     if "resize" in self.preprocess:
-      return self.load_size, self.load_size
+      return round(self.load_size * self.aspect_ratio), self.load_size
     if "scale_width" in self.preprocess:
       if w == self.load_size and h >= self.crop_size:
         return w, h
@@ -92,16 +95,20 @@ class Transform:
       img_out = img_out.resize((new_w, new_h), Image.BICUBIC)
     x_in, x_out = np.asarray(img_in), np.asarray(img_out)
     if "crop" in self.preprocess:
-      c = self.crop_size
-      if new_w < c or new_h < c:
+      ch = self.crop_size
+      # The authors crop squares; a non-square aspect_ratio crops (crop_size, crop_size·ratio)
+      # in the resize modes.
+      cw = round(ch * self.aspect_ratio) if "resize" in self.preprocess else ch
+      if new_w < cw or new_h < ch:
         raise ValueError(f"{example.get('name', '?')}: image {new_w}×{new_h} is smaller than "
-                         f"data.crop_size {c}")
+                         f"the crop {cw}×{ch} (data.crop_size, data.aspect_ratio)")
       if rng is None:  # deterministic centre crop when no randomness is wanted
-        x0, y0 = (new_w - c) // 2, (new_h - c) // 2
+        x0, y0 = (new_w - cw) // 2, (new_h - ch) // 2
       else:
-        x0 = int(rng.integers(0, new_w - c + 1))
-        y0 = int(rng.integers(0, new_h - c + 1))
-      x_in, x_out = x_in[y0:y0 + c, x0:x0 + c], x_out[y0:y0 + c, x0:x0 + c]
+        # The authors' get_params draws x then y.
+        x0 = int(rng.integers(0, new_w - cw + 1))
+        y0 = int(rng.integers(0, new_h - ch + 1))
+      x_in, x_out = x_in[y0:y0 + ch, x0:x0 + cw], x_out[y0:y0 + ch, x0:x0 + cw]
     if self.preprocess == "none":
       m = self.size_multiple
       ph, pw = max(m, round(new_h / m) * m), max(m, round(new_w / m) * m)
@@ -128,9 +135,19 @@ def size_multiple(config) -> int:
   return 4
 
 
-def image_shape(config) -> tuple[int, int]:
-  """(H, W) of training batches (the crop size for the square modes)."""
-  return config.data.crop_size, config.data.crop_size
+def image_shape(config, source=None) -> tuple[int, int]:
+  """(H, W) of training batches.
+
+  The resize/crop modes fix it from the config; 'scale_width' and 'none' depend on the images,
+  so the first training example is transformed to find out (all examples must agree).
+  """
+  d = config.data
+  if "crop" in d.preprocess:
+    cw = round(d.crop_size * d.aspect_ratio) if "resize" in d.preprocess else d.crop_size
+    return d.crop_size, cw
+  source = source if source is not None else get_source(config, d.train_split)
+  shape = Transform.from_config(config, train=True)(source[0], None)["A"].shape
+  return int(shape[0]), int(shape[1])
 
 
 # ---------------------------------------------------------------------------- sources
@@ -144,7 +161,7 @@ def get_source(config, split: str):
     # Different splits are different buildings: offset the seed per split.
     offset = {"train": 0, "val": 1, "test": 2}.get(split, 3)
     count = d.num_synthetic if split == "train" else max(8, d.num_synthetic // 8)
-    return SyntheticFacades(count, image_size=d.load_size if d.preprocess != "none"
+    return SyntheticFacades(count, image_size=d.load_size if "resize" in d.preprocess
                             else d.crop_size, seed=config.seed * 10 + offset)
   if name == "folder":
     from pix2pix_jax.data.folder import folder_source
