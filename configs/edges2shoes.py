@@ -1,0 +1,22 @@
+"""Edges → shoes (AtoB). Paper: 50k training images, batch 4, 15 epochs (here 8 constant + 7 decaying).
+
+  python launch.py --config configs/edges2shoes.py --workdir runs/edges2shoes
+
+The TFDS dataset `pix2pix/edges2shoes` is prepared on first use: from `--config.data.manual_dir=DIR`
+holding the authors' `edges2shoes.tar.gz` or its extracted folder, otherwise downloaded.
+"""
+
+from configs import default
+
+
+def get_config():
+  config = default.get_config()
+  config.data.dataset = "edges2shoes"
+  config.data.direction = "AtoB"
+  config.batch_size = 4
+  config.optim.n_epochs = 8
+  config.optim.n_epochs_decay = 7
+  config.sample_every_steps = 2000
+  config.eval_every_steps = 20000
+  config.checkpoint_every_steps = 4000
+  return config

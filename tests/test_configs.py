@@ -1,0 +1,46 @@
+"""Every shipped config loads, is valid, and keeps the paper's settings."""
+
+import importlib.util
+import pathlib
+
+import pytest
+
+from conftest import REPO_ROOT
+from pix2pix_jax.data import pipeline
+
+CONFIGS = sorted(p.stem for p in (REPO_ROOT / "configs").glob("*.py") if p.stem != "__init__")
+
+
+def _load(name):
+  spec = importlib.util.spec_from_file_location(name, REPO_ROOT / "configs" / f"{name}.py")
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config()
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_config_is_valid(name):
+  config = _load(name)
+  pipeline.Transform.from_config(config, train=True)  # validates data settings
+  assert config.batch_size >= 1 and config.optim.lr > 0
+
+
+@pytest.mark.parametrize("name,direction,batch,epochs", [
+    ("facades", "BtoA", 1, 200), ("maps", "AtoB", 1, 200), ("cityscapes", "BtoA", 1, 200),
+    ("edges2shoes", "AtoB", 4, 15), ("edges2handbags", "AtoB", 4, 15),
+    ("night2day", "AtoB", 4, 17)])
+def test_paper_settings(name, direction, batch, epochs):
+  config = _load(name)
+  assert config.data.dataset == name
+  assert (config.data.direction, config.batch_size) == (direction, batch)
+  assert config.optim.n_epochs + config.optim.n_epochs_decay == epochs
+  assert (config.data.load_size, config.data.crop_size) == (286, 256)
+  assert config.model.generator == "unet_256" and config.loss.lambda_l1 == 100
+
+
+def test_default_is_the_paper():
+  config = _load("default")
+  assert (config.optim.lr, config.optim.beta1, config.optim.beta2) == (2e-4, 0.5, 0.999)
+  assert config.loss.gan_mode == "vanilla" and config.model.norm == "batch"
+  assert config.model.use_dropout and config.model.dropout_rate == 0.5
+  assert not config.data.no_flip and config.eval_mode == "paper"
