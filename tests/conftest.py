@@ -4,11 +4,15 @@ import os
 import pathlib
 import sys
 
-os.environ.setdefault("JAX_PLATFORMS", "cpu")
-
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 # The real CMP facades live beside the checkout in CI; a user's fresh clone does not have them.
 REAL_FACADES = REPO_ROOT.parent / "shared" / "data" / "facades"
+
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+# Many tests (and the launch.py subprocesses they start, which inherit the environment) compile
+# the same tiny networks: XLA's persistent cache makes every compile after the first a lookup.
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR",
+                      str(REPO_ROOT / ".pytest_cache" / "jax_compilation_cache"))
 
 if str(REPO_ROOT) not in sys.path:
   sys.path.insert(0, str(REPO_ROOT))
