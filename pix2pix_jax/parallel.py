@@ -2,7 +2,14 @@
 
 The batch is sharded along `data`, the train state is replicated. Under `jax.jit` the batch-norm
 statistics of a sharded batch are reduced over the *global* batch by XLA (SyncBatchNorm for free),
-and with `jax_threefry_partitionable` random bits do not depend on the sharding.
+and threefry random bits (partitionable, the default since JAX 0.5) do not depend on the
+sharding, so dropout masks are the same on 1 or 64 devices. A run is therefore the same
+computation whatever the device count, up to floating-point reduction order (docs/scaling.md
+gives the measured tolerance), and a checkpoint written on N devices restores on M.
+
+Process p of P loads rows [p·L, (p+1)·L) of each global batch of G = P·L rows
+(`data/pipeline.py`); the mesh lists each process's devices contiguously so that those rows land
+on that process's devices.
 """
 
 from __future__ import annotations
@@ -16,42 +23,66 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 DATA_AXIS = "data"
 
+# Seconds; each can be overridden by the environment variable of the same name (tests use short
+# ones so that a process whose peer died fails fast instead of waiting minutes).
+DISTRIBUTED_TIMEOUTS = {
+    "PIX2PIX_INIT_TIMEOUT": 300,  # waiting for every process to join
+    "PIX2PIX_HEARTBEAT_TIMEOUT": 100,  # a silent peer is declared dead after this
+    "PIX2PIX_SHUTDOWN_TIMEOUT": 300,  # waiting for the others at exit
+}
 
-def configure_jax() -> None:
-  """Process-wide settings every entry point applies before touching JAX arrays."""
-  jax.config.update("jax_threefry_partitionable", True)
+
+def _timeout(name: str) -> int:
+  value = os.environ.get(name, "")
+  if not value:
+    return DISTRIBUTED_TIMEOUTS[name]
+  try:
+    return int(value)
+  except ValueError:
+    raise ValueError(f"environment variable {name}={value!r} must be a number of seconds")
 
 
 def maybe_initialize_distributed(coordinator_address: str = "", num_processes: int = 0,
-                                 process_id: int = -1, auto: bool = False,
-                                 initialization_timeout: int = 300) -> bool:
+                                 process_id: int = -1, auto: bool = False) -> bool:
   """Starts JAX's distributed runtime when asked; returns whether it did.
 
   Explicit: pass the coordinator address, the number of processes and this process's id (any
   cluster, loopback included). `auto=True` lets JAX detect the cluster (Cloud TPU pods, SLURM,
-  Kubernetes/Open MPI) from the environment.
+  Open MPI) from the environment. Must run before anything touches a device.
   """
-  if coordinator_address or num_processes > 1:
-    if not coordinator_address or num_processes < 1 or process_id < 0:
+  timeouts = dict(initialization_timeout=_timeout("PIX2PIX_INIT_TIMEOUT"),
+                  heartbeat_timeout_seconds=_timeout("PIX2PIX_HEARTBEAT_TIMEOUT"),
+                  shutdown_timeout_seconds=_timeout("PIX2PIX_SHUTDOWN_TIMEOUT"))
+  if coordinator_address or num_processes > 1 or process_id >= 0:
+    if not coordinator_address or num_processes < 1 or not 0 <= process_id < num_processes:
       raise ValueError(
-          "multi-process launch needs --coordinator_address, --num_processes and --process_id "
-          f"together (got {coordinator_address!r}, {num_processes}, {process_id})")
+          "multi-process launch needs --coordinator_address=HOST:PORT, --num_processes=P and "
+          f"--process_id in [0, P) together (got {coordinator_address!r}, {num_processes}, "
+          f"{process_id})")
     jax.distributed.initialize(coordinator_address=coordinator_address,
-                               num_processes=num_processes, process_id=process_id,
-                               initialization_timeout=initialization_timeout)
+                               num_processes=num_processes, process_id=process_id, **timeouts)
     return True
   if auto:
-    jax.distributed.initialize(initialization_timeout=initialization_timeout)
+    jax.distributed.initialize(**timeouts)
     return True
   return False
 
 
 def make_mesh(devices=None) -> Mesh:
-  devices = jax.devices() if devices is None else devices
+  """A 1-D `data` mesh over `devices` (default: every device of every process).
+
+  Devices are ordered by (process, id) so that each process's devices hold consecutive rows of
+  the batch, which is what the input pipeline loads per process. For parameter sharding later
+  (FSDP or tensor parallelism), reshape this into a 2-D ('data', 'model') mesh here and give
+  `state_shardings` a rule for the big kernels.
+  """
+  devices = jax.devices() if devices is None else list(devices)
+  devices = sorted(devices, key=lambda d: (d.process_index, d.id))
   return Mesh(np.asarray(devices), (DATA_AXIS,))
 
 
 def data_sharding(mesh: Mesh) -> NamedSharding:
+  """Leading (batch) axis split over `data`; every other axis whole."""
   return NamedSharding(mesh, P(DATA_AXIS))
 
 
@@ -59,27 +90,68 @@ def replicated(mesh: Mesh) -> NamedSharding:
   return NamedSharding(mesh, P())
 
 
-def local_batch_size(global_batch: int, mesh: Mesh) -> int:
-  """The rows of each global batch this process loads, with clear errors when it cannot split."""
-  n_devices = mesh.devices.size
-  n_processes = jax.process_count()
-  if global_batch % n_devices:
+def state_shardings(abstract_state, mesh: Mesh):
+  """The sharding of every leaf of the train state: replicated.
+
+  pix2pix's largest network (unet_256, 54M parameters, ~650 MB with Adam's moments) fits on one
+  accelerator, so plain data parallelism is enough. This is the one place to change for
+  parameter sharding: return, e.g., `NamedSharding(mesh, P(None, None, None, 'model'))` for the
+  large conv kernels; the checkpoint format does not change (Orbax reshards on restore).
+  """
+  return jax.tree.map(lambda _: replicated(mesh), abstract_state)
+
+
+def check_batch_split(global_batch: int, num_devices: int, num_processes: int = 1,
+                      num_local_devices: int | None = None) -> int:
+  """The rows each process loads per step, or a ValueError saying how to fix the batch size."""
+  if num_local_devices is None:
+    num_local_devices = num_devices // max(num_processes, 1)
+  if global_batch < 1:
+    raise ValueError(f"config.batch_size must be positive, got {global_batch}")
+  if global_batch % num_devices:
+    multiple = num_devices * -(-global_batch // num_devices)
+    raise ValueError(
+        f"global batch {global_batch} (config.batch_size) is not divisible by the "
+        f"{num_devices} devices it is sharded over; use a multiple of {num_devices}, e.g. "
+        f"--config.batch_size={multiple}")
+  if global_batch % num_processes:
     raise ValueError(f"global batch {global_batch} (config.batch_size) is not divisible by "
-                     f"{n_devices} devices; use a multiple of {n_devices}")
-  if global_batch % n_processes:
-    raise ValueError(f"global batch {global_batch} is not divisible by {n_processes} processes")
-  local = global_batch // n_processes
-  n_local_devices = len([d for d in mesh.devices.flat if d.process_index == jax.process_index()])
-  if n_local_devices and local % n_local_devices:
-    raise ValueError(f"per-process batch {local} is not divisible by the {n_local_devices} "
-                     "local devices")
+                     f"{num_processes} processes")
+  local = global_batch // num_processes
+  if num_local_devices and local % num_local_devices:
+    raise ValueError(
+        f"per-process batch {local} (config.batch_size {global_batch} / {num_processes} "
+        f"processes) is not divisible by this process's {num_local_devices} local devices; "
+        "give every process the same number of devices and make config.batch_size a "
+        "multiple of the total device count")
   return local
 
 
+def local_batch_size(global_batch: int, mesh: Mesh) -> int:
+  """The rows of each global batch this process loads (see `check_batch_split`)."""
+  here = jax.process_index()
+  n_local = sum(d.process_index == here for d in mesh.devices.flat)
+  n_processes = len({d.process_index for d in mesh.devices.flat})
+  return check_batch_split(global_batch, mesh.devices.size, n_processes, n_local)
+
+
 def global_batch(local: dict[str, np.ndarray], sharding: NamedSharding) -> dict[str, jax.Array]:
-  """Host-local rows → one global `jax.Array` per key, sharded along `data`."""
-  return {k: jax.make_array_from_process_local_data(sharding, np.asarray(v))
-          for k, v in local.items()}
+  """This process's rows → one global `jax.Array` per key, sharded along `data`.
+
+  Every process passes the same number of rows; process p's rows become rows [p·L, (p+1)·L)
+  of the global batch.
+  """
+  n_local = len(sharding.addressable_devices)
+  n_processes = len({d.process_index for d in sharding.device_set})
+  out = {}
+  for key, value in local.items():
+    value = np.asarray(value)
+    if value.shape[0] % n_local:
+      raise ValueError(f"batch[{key!r}] has {value.shape[0]} rows on this process, not "
+                       f"divisible by its {n_local} local devices")
+    global_shape = (value.shape[0] * n_processes, *value.shape[1:])
+    out[key] = jax.make_array_from_process_local_data(sharding, value, global_shape)
+  return out
 
 
 def replicate_host_array(x: np.ndarray, mesh: Mesh) -> jax.Array:
@@ -95,6 +167,7 @@ def to_host(x: jax.Array) -> np.ndarray:
 
 
 def is_main_process() -> bool:
+  """Process 0 writes logs, samples and the results page; every process checkpoints."""
   return jax.process_index() == 0
 
 
