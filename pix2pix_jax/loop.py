@@ -77,7 +77,7 @@ def _format_eta(seconds: float) -> str:
 class Experiment:
   """Everything a run builds once: networks, optimisers, mesh, shardings, jitted functions."""
 
-  def __init__(self, config: ml_collections.ConfigDict, num_train_examples: int):
+  def __init__(self, config: ml_collections.ConfigDict, num_train_examples: int, mesh=None):
     self.config = config
     dtype = compute_dtype(config)
     self.generator = models.make_generator(config, dtype)
@@ -87,7 +87,7 @@ class Experiment:
     self.g_tx = state_lib.make_optimizer(config, self.steps_per_epoch)
     self.d_tx = state_lib.make_optimizer(config, self.steps_per_epoch)
     self.lr = state_lib.lr_schedule(config, self.steps_per_epoch)
-    self.mesh = parallel.make_mesh()
+    self.mesh = parallel.make_mesh() if mesh is None else mesh
     self.local_batch = parallel.local_batch_size(config.batch_size, self.mesh)
     self.image_shape = pipeline.image_shape(config)
     m = config.model
@@ -97,7 +97,7 @@ class Experiment:
                                           self.d_tx, self.image_shape, m.input_nc, m.output_nc)
 
     abstract = jax.eval_shape(init)
-    self.state_sharding = jax.tree.map(lambda _: parallel.replicated(self.mesh), abstract)
+    self.state_sharding = parallel.state_shardings(abstract, self.mesh)
     self.abstract_state = checkpointing.abstract_like(abstract, self.state_sharding)
     self._init = jax.jit(init, out_shardings=self.state_sharding)
     self.batch_sharding = parallel.data_sharding(self.mesh)
