@@ -20,7 +20,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from pix2pix_jax import layers
+from pix2pix_jax import layers, resnet_layers
 
 Dtype = Any
 
@@ -173,3 +173,82 @@ def make_discriminator(config, dtype: Dtype = jnp.float32) -> nn.Module:
 
 def count_params(params) -> int:
   return sum(int(x.size) for x in jax.tree_util.tree_leaves(params))
+
+
+# ---- ResNet generator (the authors' resnet_9blocks / resnet_6blocks, from Johnson et al. 2016).
+
+
+class ResnetBlock(nn.Module):
+  """x + [pad, conv3×3, norm, ReLU, (dropout), pad, conv3×3, norm](x), as the authors'."""
+  features: int
+  norm: str = "batch"
+  use_dropout: bool = False
+  dropout_rate: float = 0.5
+  padding_type: str = "reflect"
+  dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+    use_bias = layers.conv_bias(self.norm)
+    h = x
+    for i in range(2):
+      h = resnet_layers.pad2d(h, 1, self.padding_type)
+      h = resnet_layers.Conv(self.features, 3, use_bias=use_bias, dtype=self.dtype,
+                             name=f"conv_{i}")(h)
+      h = layers.norm_layer(self.norm, self.dtype, name=f"norm_{i}")(
+          h, use_running_average=not train)
+      if i == 0:
+        h = nn.relu(h)
+        if self.use_dropout:
+          h = nn.Dropout(self.dropout_rate, deterministic=not train)(h)
+    return x + h
+
+
+class ResnetGenerator(nn.Module):
+  """The authors' `ResnetGenerator`: 7×7 stem, two stride-2 downsamplings, `n_blocks` residual
+  blocks at 1/4 resolution, two transposed-conv upsamplings, 7×7 output conv, tanh.
+
+  Convs followed by a norm have a bias only for instance norm; the output conv always has one.
+  Input H and W must be multiples of 4.
+  """
+  output_nc: int = 3
+  ngf: int = 64
+  norm: str = "batch"
+  use_dropout: bool = False
+  dropout_rate: float = 0.5
+  n_blocks: int = 9
+  padding_type: str = "reflect"
+  dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+    if self.n_blocks < 0:
+      raise ValueError(f"n_blocks must be non-negative, got {self.n_blocks}")
+    if x.shape[1] % 4 or x.shape[2] % 4:
+      raise ValueError(f"the ResNet generator needs H and W divisible by 4; got "
+                       f"{x.shape[1]}×{x.shape[2]}")
+    use_bias = layers.conv_bias(self.norm)
+    norm = functools.partial(layers.norm_layer, self.norm, self.dtype)
+
+    h = resnet_layers.pad2d(x.astype(self.dtype), 3, "reflect")
+    h = resnet_layers.Conv(self.ngf, 7, use_bias=use_bias, dtype=self.dtype, name="stem")(h)
+    h = nn.relu(norm(name="stem_norm")(h, use_running_average=not train))
+    for i in (1, 2):
+      h = resnet_layers.Conv(self.ngf * 2**i, 3, strides=2, padding=1, use_bias=use_bias,
+                             dtype=self.dtype, name=f"down_{i}")(h)
+      h = nn.relu(norm(name=f"down_{i}_norm")(h, use_running_average=not train))
+    for i in range(self.n_blocks):
+      h = ResnetBlock(self.ngf * 4, self.norm, self.use_dropout, self.dropout_rate,
+                      self.padding_type, self.dtype, name=f"block_{i}")(h, train)
+    for i in (1, 2):
+      h = resnet_layers.ConvTranspose3x3(self.ngf * 2**(2 - i), use_bias=use_bias,
+                                         dtype=self.dtype, name=f"up_{i}")(h)
+      h = nn.relu(norm(name=f"up_{i}_norm")(h, use_running_average=not train))
+    h = resnet_layers.pad2d(h, 3, "reflect")
+    h = resnet_layers.Conv(self.output_nc, 7, use_bias=True, dtype=self.dtype, name="out")(h)
+    return jnp.tanh(h.astype(jnp.float32))
+
+
+resnet_9blocks = functools.partial(ResnetGenerator, n_blocks=9)
+resnet_6blocks = functools.partial(ResnetGenerator, n_blocks=6)
+GENERATORS.update(resnet_9blocks=resnet_9blocks, resnet_6blocks=resnet_6blocks)

@@ -1,0 +1,447 @@
+"""Import (and export) the authors' PyTorch checkpoints: `latest_net_G.pth` ↔ Flax variables.
+
+The key mapping is derived from the network's structure, not written out per architecture: a
+*layout* walks the authors' module tree (nested U-Net skip blocks, the flat ResNet / PatchGAN
+Sequentials) and pairs every parameterised torch module with the Flax module that plays its
+role, e.g. for unet_256
+
+    model.model.0                     conv            → params/down_0
+    model.model.1.model.2             BatchNorm2d     → params|batch_stats/down_1_norm
+    model.model.1.model.3.model.5     ConvTranspose2d → params/up_2
+
+Layouts are converted on the way: Conv2d (O, I, kh, kw) → HWIO; ConvTranspose2d (I, O, kh, kw)
+→ (kh, kw, I, O) (the storage of `layers.ConvTranspose4x4`); BatchNorm weight → scale, bias →
+bias, running_mean / running_var → batch_stats mean / var; `num_batches_tracked` is dropped
+(the authors' momentum is fixed, so it never matters). InstanceNorm running statistics that
+pre-0.4 PyTorch saved are ignored, as the authors' own loader deletes them.
+
+A checkpoint that does not fit fails with `ConversionError` naming the first missing,
+unexpected or mis-shaped key and the architecture it was checked against.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+from typing import Any, Iterable, Mapping
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import traverse_util
+
+from pix2pix_jax import models
+
+NETWORKS = ("generator", "discriminator")
+
+
+class ConversionError(ValueError):
+  """A state dict that does not match the network it is converted for."""
+
+
+@dataclasses.dataclass(frozen=True)
+class LayerMap:
+  """One parameterised torch module and the Flax module it corresponds to."""
+  torch_prefix: str           # e.g. "model.model.1.model.2"
+  flax_path: tuple[str, ...]  # e.g. ("down_1_norm",)
+  kind: str                   # conv | conv_transpose | batch_norm | instance_norm
+
+
+_BN_KEYS = ("weight", "bias", "running_mean", "running_var")
+_IGNORED_KEYS = {
+    "batch_norm": ("num_batches_tracked",),
+    "instance_norm": ("running_mean", "running_var", "num_batches_tracked"),
+}
+
+
+# ---------------------------------------------------------------------------------------------
+# Layouts: the authors' module tree, walked from the architecture's hyperparameters.
+# ---------------------------------------------------------------------------------------------
+
+
+def _norm(norm: str, prefix: str, path: tuple[str, ...]) -> list[LayerMap]:
+  # 'none' is an Identity in the authors' Sequentials: it keeps its index but has no state.
+  kind = {"batch": "batch_norm", "instance": "instance_norm"}.get(norm)
+  return [LayerMap(prefix, path, kind)] if kind else []
+
+
+def unet_layout(num_downs: int, norm: str) -> list[LayerMap]:
+  """The authors' nested `UnetSkipConnectionBlock`s, in state-dict order.
+
+  Level 0's block is `model`; level i ≥ 1 is the submodule (Sequential index 1 in level 0,
+  index 3 below) of the level above. Inside a block the Sequential holds
+    level 0:      [down conv, sub, ReLU, up conv, Tanh]
+    innermost:    [LeakyReLU, down conv, ReLU, up conv, up norm]
+    other levels: [LeakyReLU, down conv, down norm, sub, ReLU, up conv, up norm, (Dropout)]
+  """
+  if num_downs < 5:
+    raise ConversionError(f"the authors' U-Net has at least 5 levels; num_downs={num_downs}")
+  prefixes = ["model"] + [
+      "model.model.1" + ".model.3" * (i - 1) for i in range(1, num_downs)]
+  innermost = num_downs - 1
+  down: list[LayerMap] = []
+  up: list[list[LayerMap]] = []  # per level
+  for i, p in enumerate(prefixes):
+    if i == 0:
+      down.append(LayerMap(f"{p}.model.0", ("down_0",), "conv"))
+      up.append([LayerMap(f"{p}.model.3", ("up_0",), "conv_transpose")])
+    elif i == innermost:
+      down.append(LayerMap(f"{p}.model.1", (f"down_{i}",), "conv"))
+      up.append([LayerMap(f"{p}.model.3", (f"up_{i}",), "conv_transpose"),
+                 *_norm(norm, f"{p}.model.4", (f"up_{i}_norm",))])
+    else:
+      down += [LayerMap(f"{p}.model.1", (f"down_{i}",), "conv"),
+               *_norm(norm, f"{p}.model.2", (f"down_{i}_norm",))]
+      up.append([LayerMap(f"{p}.model.5", (f"up_{i}",), "conv_transpose"),
+                 *_norm(norm, f"{p}.model.6", (f"up_{i}_norm",))])
+  # Registration order: every down path (outside in), then the up paths (inside out).
+  return down + [entry for level in reversed(up) for entry in level]
+
+
+def resnet_layout(n_blocks: int, norm: str, use_dropout: bool,
+                  padding_type: str = "reflect") -> list[LayerMap]:
+  """The authors' flat `ResnetGenerator.model` Sequential, in state-dict order.
+
+  [pad, conv7, norm, ReLU] [conv3 s2, norm, ReLU]×2 [ResnetBlock]×n [convT, norm, ReLU]×2
+  [pad, conv7, Tanh]; inside a block: [(pad), conv, norm, ReLU, (Dropout), (pad), conv, norm],
+  the pads present unless padding_type is 'zero'.
+  """
+  out = [LayerMap("model.1", ("stem",), "conv"), *_norm(norm, "model.2", ("stem_norm",))]
+  for i, idx in ((1, 4), (2, 7)):
+    out += [LayerMap(f"model.{idx}", (f"down_{i}",), "conv"),
+            *_norm(norm, f"model.{idx + 1}", (f"down_{i}_norm",))]
+  pad = 0 if padding_type == "zero" else 1
+  second = pad + 3 + int(use_dropout) + pad  # index of the block's second conv
+  for b in range(n_blocks):
+    p = f"model.{10 + b}.conv_block"
+    for j, idx in enumerate((pad, second)):
+      out += [LayerMap(f"{p}.{idx}", (f"block_{b}", f"conv_{j}"), "conv"),
+              *_norm(norm, f"{p}.{idx + 1}", (f"block_{b}", f"norm_{j}"))]
+  base = 10 + n_blocks
+  for i, idx in ((1, base), (2, base + 3)):
+    out += [LayerMap(f"model.{idx}", (f"up_{i}",), "conv_transpose"),
+            *_norm(norm, f"model.{idx + 1}", (f"up_{i}_norm",))]
+  out.append(LayerMap(f"model.{base + 7}", ("out",), "conv"))
+  return out
+
+
+def patchgan_layout(n_layers: int, norm: str) -> list[LayerMap]:
+  """The authors' `NLayerDiscriminator.model`: [conv, LReLU] [conv, norm, LReLU]×n [conv]."""
+  out = [LayerMap("model.0", ("conv_0",), "conv")]
+  for i in range(1, n_layers + 1):
+    idx = 2 + 3 * (i - 1)
+    out += [LayerMap(f"model.{idx}", (f"conv_{i}",), "conv"),
+            *_norm(norm, f"model.{idx + 1}", (f"norm_{i}",))]
+  out.append(LayerMap(f"model.{2 + 3 * n_layers}", (f"conv_{n_layers + 1}",), "conv"))
+  return out
+
+
+def pixel_layout(norm: str) -> list[LayerMap]:
+  """The authors' `PixelDiscriminator.net`: [conv, LReLU, conv, norm, LReLU, conv]."""
+  return [LayerMap("net.0", ("conv_0",), "conv"), LayerMap("net.2", ("conv_1",), "conv"),
+          *_norm(norm, "net.3", ("norm_1",)), LayerMap("net.5", ("conv_2",), "conv")]
+
+
+def module_layout(module: nn.Module) -> list[LayerMap]:
+  """The layout of a Flax network of this package, read from its fields."""
+  if isinstance(module, models.UNetGenerator):
+    return unet_layout(module.num_downs, module.norm)
+  if isinstance(module, models.ResnetGenerator):
+    return resnet_layout(module.n_blocks, module.norm, module.use_dropout, module.padding_type)
+  if isinstance(module, models.PatchDiscriminator):
+    return patchgan_layout(module.n_layers, module.norm)
+  if isinstance(module, models.PixelDiscriminator):
+    return pixel_layout(module.norm)
+  raise ConversionError(f"no torch layout for {type(module).__name__}")
+
+
+def describe(module: nn.Module) -> str:
+  """A one-line description of the architecture a state dict is checked against."""
+  fields = {
+      models.UNetGenerator: ("num_downs", "ngf", "norm"),
+      models.ResnetGenerator: ("n_blocks", "ngf", "norm", "use_dropout", "padding_type"),
+      models.PatchDiscriminator: ("n_layers", "ndf", "norm"),
+      models.PixelDiscriminator: ("ndf", "norm"),
+  }.get(type(module), ())
+  args = ", ".join(f"{f}={getattr(module, f)!r}" for f in fields)
+  return f"{type(module).__name__}({args})"
+
+
+# ---------------------------------------------------------------------------------------------
+# Expected shapes, from the Flax module itself.
+# ---------------------------------------------------------------------------------------------
+
+
+def _probe_size(module: nn.Module) -> int:
+  """A small input side the module accepts (only shapes are evaluated, nothing is computed)."""
+  if isinstance(module, models.UNetGenerator):
+    return 2**module.num_downs
+  if isinstance(module, models.ResnetGenerator):
+    return 16
+  if isinstance(module, models.PatchDiscriminator):
+    return 4 * 2**module.n_layers
+  return 4
+
+
+def abstract_variables(module: nn.Module, in_channels: int) -> dict[str, Any]:
+  """{'params': ..., 'batch_stats': ...} of ShapeDtypeStructs for `module` on `in_channels`."""
+  size = _probe_size(module)
+  x = jax.ShapeDtypeStruct((1, size, size, in_channels), jnp.float32)
+  variables = jax.eval_shape(
+      lambda x: module.init({"params": jax.random.key(0), "dropout": jax.random.key(0)}, x,
+                            train=False), x)
+  return {"params": dict(variables.get("params", {})),
+          "batch_stats": dict(variables.get("batch_stats", {}))}
+
+
+def _torch_shape(kind: str, flax_name: str, shape: tuple[int, ...]) -> tuple[int, ...]:
+  if flax_name == "kernel":
+    kh, kw, ci, co = shape
+    return (co, ci, kh, kw) if kind == "conv" else (ci, co, kh, kw)
+  return tuple(shape)
+
+
+def _pairs(entry: LayerMap, flat_abstract: Mapping[tuple, Any]):
+  """(torch key, flax collection, flax leaf path, expected flax shape) for one layer."""
+  if entry.kind in ("conv", "conv_transpose"):
+    names = (("weight", "kernel"), ("bias", "bias"))
+    collections_ = ("params", "params")
+  elif entry.kind == "batch_norm":
+    names = (("weight", "scale"), ("bias", "bias"), ("running_mean", "mean"),
+             ("running_var", "var"))
+    collections_ = ("params", "params", "batch_stats", "batch_stats")
+  else:  # instance_norm: no affine parameters, no running statistics
+    return []
+  out = []
+  for (torch_name, flax_name), collection in zip(names, collections_):
+    path = (collection, *entry.flax_path, flax_name)
+    if path not in flat_abstract:
+      if flax_name == "bias" and entry.kind != "batch_norm":
+        out.append((f"{entry.torch_prefix}.{torch_name}", collection, path, None))
+        continue
+      raise ConversionError(f"internal: the Flax network has no {'/'.join(path)} for torch "
+                            f"module {entry.torch_prefix}")
+    out.append((f"{entry.torch_prefix}.{torch_name}", collection, path,
+                tuple(flat_abstract[path].shape)))
+  return out
+
+
+# ---------------------------------------------------------------------------------------------
+# torch → Flax and back
+# ---------------------------------------------------------------------------------------------
+
+
+def _to_numpy(value) -> np.ndarray:
+  """A private copy: on CPU both `Tensor.numpy()` and `jnp.asarray` may share memory, and the
+  source network's in-place updates (BatchNorm running statistics) must not leak into ours."""
+  if hasattr(value, "detach"):  # a torch tensor; torch itself is never imported here
+    value = value.detach().cpu().numpy()
+  return np.array(value, copy=True)
+
+
+def _strip_data_parallel(state_dict: Mapping[str, Any]) -> dict[str, Any]:
+  # nn.DataParallel saves keys as "module.<key>"; the authors unwrap it, users may not have.
+  if state_dict and all(k.startswith("module.") for k in state_dict):
+    return {k[len("module."):]: v for k, v in state_dict.items()}
+  return dict(state_dict)
+
+
+def state_dict_to_variables(state_dict: Mapping[str, Any], module: nn.Module,
+                            in_channels: int) -> dict[str, Any]:
+  """Converts a torch state dict for `module` (a Flax network of this package).
+
+  Returns {'params': ..., 'batch_stats': ...} as nested dicts of float32 jax arrays.
+  Raises ConversionError on the first key that is missing, unexpected or of the wrong shape.
+  """
+  arch = describe(module)
+  hint = (f"The checkpoint does not match {arch}: check the network name, "
+          "num_downs / n_blocks / n_layers, norm, use_dropout and the channel counts.")
+  remaining = collections.OrderedDict(_strip_data_parallel(state_dict))
+  flat_abstract = traverse_util.flatten_dict(abstract_variables(module, in_channels))
+  flat: dict[tuple, jax.Array] = {}
+  for entry in module_layout(module):
+    for key, collection, path, flax_shape in _pairs(entry, flat_abstract):
+      if flax_shape is None:  # a conv without bias in this architecture
+        if key in remaining:
+          raise ConversionError(f"unexpected key {key!r} (this architecture's conv has no "
+                                f"bias). {hint}")
+        continue
+      if key not in remaining:
+        raise ConversionError(f"missing key {key!r} (for Flax {'/'.join(path)}). {hint}")
+      value = _to_numpy(remaining.pop(key))
+      expected = _torch_shape(entry.kind, path[-1], flax_shape)
+      if tuple(value.shape) != expected:
+        raise ConversionError(f"key {key!r} has shape {tuple(value.shape)}, expected "
+                              f"{expected} (for Flax {'/'.join(path)}). {hint}")
+      if path[-1] == "kernel":
+        value = value.transpose((2, 3, 1, 0) if entry.kind == "conv" else (2, 3, 0, 1))
+      flat[path] = jnp.asarray(value, jnp.float32)
+    for name in _IGNORED_KEYS.get(entry.kind, ()):
+      remaining.pop(f"{entry.torch_prefix}.{name}", None)
+  if remaining:
+    key = next(iter(remaining))
+    raise ConversionError(f"unexpected key {key!r} with shape "
+                          f"{tuple(_to_numpy(remaining[key]).shape)}. {hint}")
+  unfilled = set(flat_abstract) - set(flat)
+  if unfilled:
+    raise ConversionError(f"internal: no torch key maps to Flax {'/'.join(min(unfilled))}")
+  variables = traverse_util.unflatten_dict(flat)
+  return {"params": variables.get("params", {}), "batch_stats": variables.get("batch_stats", {})}
+
+
+def variables_to_state_dict(variables: Mapping[str, Any], module: nn.Module, in_channels: int,
+                            num_batches_tracked: int = 0) -> "collections.OrderedDict[str, np.ndarray]":
+  """The reverse: Flax variables → the authors' state dict (numpy arrays, torch key order).
+
+  `num_batches_tracked` (unused by the authors' fixed-momentum BatchNorm) is written as given.
+  Wrap the values with `torch.from_numpy` to `load_state_dict` them.
+  """
+  flat_abstract = traverse_util.flatten_dict(abstract_variables(module, in_channels))
+  flat = traverse_util.flatten_dict({"params": variables.get("params", {}),
+                                     "batch_stats": variables.get("batch_stats", {})})
+  extra = set(flat) - set(flat_abstract)
+  if extra:
+    raise ConversionError(f"unexpected Flax variable {'/'.join(min(extra))} for {describe(module)}")
+  out = collections.OrderedDict()
+  for entry in module_layout(module):
+    for key, _, path, flax_shape in _pairs(entry, flat_abstract):
+      if flax_shape is None:
+        continue
+      if path not in flat:
+        raise ConversionError(f"missing Flax variable {'/'.join(path)} for {describe(module)}")
+      value = np.asarray(flat[path], np.float32)
+      if value.shape != flax_shape:
+        raise ConversionError(f"Flax variable {'/'.join(path)} has shape {value.shape}, "
+                              f"expected {flax_shape} for {describe(module)}")
+      if path[-1] == "kernel":
+        value = value.transpose((3, 2, 0, 1) if entry.kind == "conv" else (2, 3, 0, 1))
+      out[key] = np.array(value, np.float32, order="C")  # a writable copy
+    if entry.kind == "batch_norm":
+      out[f"{entry.torch_prefix}.num_batches_tracked"] = np.asarray(num_batches_tracked,
+                                                                    np.int64)
+  return out
+
+
+def _network(config, network: str) -> tuple[nn.Module, int]:
+  m = config.model
+  if network == "generator":
+    return models.make_generator(config), m.input_nc
+  if network == "discriminator":
+    return models.make_discriminator(config), m.input_nc + m.output_nc
+  raise ValueError(f"unknown network {network!r}; choose one of {NETWORKS}")
+
+
+def torch_state_dict_to_flax(state_dict: Mapping[str, Any], config,
+                             network: str = "generator") -> dict[str, Any]:
+  """The authors' `net_G` / `net_D` state dict → {'params', 'batch_stats'} for `config.model`.
+
+  `network` is 'generator' (input_nc channels in) or 'discriminator' (input_nc + output_nc).
+  """
+  module, in_channels = _network(config, network)
+  return state_dict_to_variables(state_dict, module, in_channels)
+
+
+def flax_to_torch_state_dict(variables: Mapping[str, Any], config, network: str = "generator",
+                             num_batches_tracked: int = 0) -> "collections.OrderedDict[str, np.ndarray]":
+  """{'params', 'batch_stats'} for `config.model` → the authors' state dict (numpy values)."""
+  module, in_channels = _network(config, network)
+  return variables_to_state_dict(variables, module, in_channels, num_batches_tracked)
+
+
+def load_torch_state_dict(path: str) -> dict[str, Any]:
+  """Reads a `.pth` state dict on the CPU without executing pickled code (torch required)."""
+  try:
+    import torch  # pylint: disable=import-outside-toplevel
+  except ImportError as e:
+    raise ImportError("reading .pth files needs PyTorch: pip install 'pix2pix-jax[torch]'") from e
+  state_dict = torch.load(path, map_location="cpu", weights_only=True)
+  if not isinstance(state_dict, Mapping):
+    raise ConversionError(f"{path} holds a {type(state_dict).__name__}, not a state dict")
+  return dict(state_dict)
+
+
+def iter_layout(config, network: str = "generator") -> Iterable[LayerMap]:
+  """The torch ↔ Flax module pairs for `config.model` (for inspection and docs)."""
+  return module_layout(_network(config, network)[0])
+
+
+# ---------------------------------------------------------------------------------------------
+# Command line: authors' .pth files → an Orbax checkpoint of this package
+# ---------------------------------------------------------------------------------------------
+
+
+def convert_checkpoint(config, net_g_pth: str, net_d_pth: str | None, out_dir: str,
+                       step: int = 0) -> str:
+  """Writes `out_dir/checkpoints/<step>` (the train loop's format) from the authors' files.
+
+  The generator (and, when given, the discriminator) come from the .pth files; a missing
+  discriminator is initialised from `config.seed`, and both optimiser states start fresh.
+  Returns the checkpoint directory.
+  """
+  # Imported here so that the conversion functions need neither Orbax nor grain.
+  import pathlib  # pylint: disable=import-outside-toplevel
+  from pix2pix_jax import checkpointing, state as state_lib  # pylint: disable=import-outside-toplevel
+
+  g_vars = torch_state_dict_to_flax(load_torch_state_dict(net_g_pth), config, "generator")
+  d_vars = None
+  if net_d_pth:
+    d_vars = torch_state_dict_to_flax(load_torch_state_dict(net_d_pth), config,
+                                      "discriminator")
+  generator, _ = _network(config, "generator")
+  discriminator, _ = _network(config, "discriminator")
+  g_tx = state_lib.make_optimizer(config, steps_per_epoch=1)
+  d_tx = state_lib.make_optimizer(config, steps_per_epoch=1)
+  crop = config.data.crop_size
+  m = config.model
+
+  def build(g_vars, d_vars):
+    # The train loop's own initial state with the imported weights in place; under jit the
+    # random initialisers of the replaced networks are dead code and never compiled.
+    fresh = state_lib.create_train_state(config, generator, discriminator, g_tx, d_tx,
+                                         (crop, crop), m.input_nc, m.output_nc)
+    if d_vars is None:
+      d_vars = {"params": fresh.d_params, "batch_stats": fresh.d_batch_stats}
+    return fresh.replace(
+        step=jnp.asarray(step, jnp.int32),
+        g_params=g_vars["params"], g_batch_stats=g_vars["batch_stats"],
+        g_opt_state=g_tx.init(g_vars["params"]),
+        d_params=d_vars["params"], d_batch_stats=d_vars["batch_stats"],
+        d_opt_state=d_tx.init(d_vars["params"]))
+
+  state = jax.jit(build)(g_vars, d_vars)
+  out = pathlib.Path(out_dir).absolute()
+  checkpointing.check_writable(out)
+  config_dict = config.to_dict()
+  ckpt = checkpointing.Checkpointer(out / "checkpoints", config=config_dict)
+  ckpt.save(step, state, force=True)
+  ckpt.close()
+  checkpointing.save_config_json(out, config_dict)
+  return str(out / "checkpoints")
+
+
+def main(argv) -> None:
+  from absl import app, flags, logging  # pylint: disable=import-outside-toplevel
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  f = flags.FLAGS
+  path = convert_checkpoint(f.config, f.netG_pth, f.netD_pth, f.out, f.step)
+  logging.info("Wrote %s (G from %s, D %s)", path, f.netG_pth,
+               f"from {f.netD_pth}" if f.netD_pth else f"initialised from seed {f.config.seed}")
+  print(path)
+
+
+if __name__ == "__main__":
+  from absl import app, flags
+  from ml_collections import config_flags
+
+  flags.DEFINE_string("netG_pth", None, "The authors' generator state dict (latest_net_G.pth).")
+  flags.DEFINE_string("netD_pth", None, "Optional: their discriminator (latest_net_D.pth).")
+  flags.DEFINE_string("out", None, "Run directory to create; the checkpoint goes to "
+                      "OUT/checkpoints/STEP, the config to OUT/config.json.")
+  flags.DEFINE_integer("step", 0, "Step number of the written checkpoint.")
+  config_flags.DEFINE_config_file("config", None, "Config the checkpoint was trained with "
+                                  "(e.g. configs/facades.py; override with --config.key=value).",
+                                  lock_config=True)
+  flags.mark_flags_as_required(["netG_pth", "config", "out"])
+  app.run(main)
