@@ -78,3 +78,18 @@ def get_config() -> ml_collections.ConfigDict:
   config.keep_every_steps = 0  # additionally keep every checkpoint at a multiple of this
   config.tensorboard = True
   return config
+
+
+def for_dataset(name: str, direction: str, batch_size: int, n_epochs: int,
+                n_epochs_decay: int) -> ml_collections.ConfigDict:
+  """The paper's defaults on one of its datasets, with its direction, batch and schedule."""
+  config = get_config()
+  config.data.dataset = name
+  config.data.direction = direction
+  config.batch_size = batch_size
+  config.optim.n_epochs = n_epochs
+  config.optim.n_epochs_decay = n_epochs_decay
+  config.sample_every_steps = 2000
+  config.eval_every_steps = 20000
+  config.checkpoint_every_steps = 4000
+  return config

@@ -10,13 +10,4 @@ from configs import default
 
 
 def get_config():
-  config = default.get_config()
-  config.data.dataset = "edges2shoes"
-  config.data.direction = "AtoB"
-  config.batch_size = 4
-  config.optim.n_epochs = 8
-  config.optim.n_epochs_decay = 7
-  config.sample_every_steps = 2000
-  config.eval_every_steps = 20000
-  config.checkpoint_every_steps = 4000
-  return config
+  return default.for_dataset("edges2shoes", "AtoB", batch_size=4, n_epochs=8, n_epochs_decay=7)

@@ -18,14 +18,7 @@ _LOCAL_FACADES = os.path.normpath(
 
 
 def get_config():
-  config = default.get_config()
-  config.data.dataset = "facades"
-  config.data.direction = "BtoA"
+  config = default.for_dataset("facades", "BtoA", batch_size=1, n_epochs=100,
+                               n_epochs_decay=100)
   config.data.manual_dir = _LOCAL_FACADES if os.path.isdir(_LOCAL_FACADES) else ""
-  config.optim.n_epochs = 100
-  config.optim.n_epochs_decay = 100
-  config.log_every_steps = 100
-  config.sample_every_steps = 2000
-  config.eval_every_steps = 20000
-  config.checkpoint_every_steps = 4000
   return config

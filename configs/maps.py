@@ -10,13 +10,4 @@ from configs import default
 
 
 def get_config():
-  config = default.get_config()
-  config.data.dataset = "maps"
-  config.data.direction = "AtoB"
-  config.batch_size = 1
-  config.optim.n_epochs = 100
-  config.optim.n_epochs_decay = 100
-  config.sample_every_steps = 2000
-  config.eval_every_steps = 20000
-  config.checkpoint_every_steps = 4000
-  return config
+  return default.for_dataset("maps", "AtoB", batch_size=1, n_epochs=100, n_epochs_decay=100)
