@@ -2,21 +2,30 @@
 
 pix2pix is built from three kinds of layer: stride-2 4×4 convolutions (every encoder and
 discriminator level), stride-2 4×4 transposed convolutions (every decoder level) and a few
-stride-1 4×4 convolutions (the last two discriminator layers). XLA:CPU lowers strided and
-transposed convolutions, and their gradients, as dilated convolutions that mostly multiply zeros,
-which made a plain `nn.Conv`/`nn.ConvTranspose` step ~3-5× slower than PyTorch on CPU.
+stride-1 4×4 convolutions (the last two discriminator layers). Each is computed by one of a few
+exact formulations, picked per layer from its static shape (see `conv4x4` and
+`conv_transpose4x4`; the thresholds come from per-layer measurements on a 2-core CPU, recorded
+in docs/benchmarks.md):
 
-Here every 4×4 layer is an exact reformulation as im2col + one matrix product:
-
-* ``Conv4x4``: patches ordered (kh, kw, c) are strided slices of the padded input, concatenated
-  on channels; the HWIO kernel reshaped to (16·Cin, Cout) is a free reshape, so no kernel
-  re-layout happens per step.
-* ``ConvTranspose4x4``: the stride-2 transposed convolution splits into four output phases
-  (sub-pixel convolution); phase (rh, rw) is a 2×2 convolution of the input with a fixed subset of
-  the kernel taps, evaluated as one batched matrix product over the four phases.
+* ``lax.conv``: XLA's own convolution, for convolutions with at least `CONV_MIN_PIXELS` output
+  pixels (batch × H × W). XLA:CPU runs these, and their gradients, well; its memory stays small
+  because nothing is materialised besides the input.
+* im2col: patches ordered (kh, kw, c) are strided slices of the padded input, concatenated on
+  channels, times the HWIO kernel reshaped to (16·Cin, Cout) — a free reshape, so no kernel is
+  re-laid-out per step. Best for small feature maps with large kernels (the U-Net bottleneck),
+  where the step is dominated by streaming the weights.
+* output-side shifts (col2im): ``x @ W`` with W as (Cin, 16·Cout), then the 16 taps are added at
+  their shifted output positions. This is the transposed convolution's natural form (each input
+  pixel scatters a 4×4 stamp at stride 2), and for a convolution with very few output channels
+  (the PatchGAN's last layer) it multiplies with an (N·H·W, Cin) × (Cin, 16·Cout) matrix instead
+  of materialising 16·Cin-wide patches.
+* tap-batched transposed convolution: for small inputs, the 16 taps are one batched matrix
+  product against the kernel in its stored (4, 4, Cin, Cout) layout, so the large decoder
+  kernels are never re-laid-out; the kernel gradient comes out in the stored layout too.
 
 Parameters keep the authors' shapes and counts (kernel (4, 4, Cin, Cout) in Flax's HWIO order,
-bias (Cout,)), and `tests/test_layers.py` checks both layers against `lax` convolutions.
+bias (Cout,)), and `tests/test_layers.py` checks every formulation against `lax` convolutions,
+values and gradients.
 
 Normalisation follows PyTorch exactly: `BatchNorm` normalises with the biased batch variance and
 updates its running variance with the *unbiased* one (momentum 0.1 in PyTorch's convention);
@@ -67,8 +76,106 @@ def im2col(x: jax.Array, kernel_size: int, stride: int, padding: int) -> jax.Arr
   return jnp.concatenate(cols, axis=-1)
 
 
+# Formulation thresholds, in pixels of one layer's whole batch (see the module docstring).
+CONV_MIN_PIXELS = 1024  # 4×4 conv: lax.conv from this many output pixels, im2col below
+COL2IM_MIN_PIXELS = 256  # transposed conv: col2im from this many input pixels, tap-batched below
+FEW_FEATURES = 4  # 4×4 conv with at most this many output channels: output-side shifts
+
+
+def _conv_out_size(size: int, stride: int) -> int:
+  out = (size + 2 - 4) // stride + 1
+  if out < 1:
+    raise ValueError(f"input size {size} is too small for a 4×4 conv with stride {stride}, "
+                     "padding 1")
+  return out
+
+
+def conv4x4_lax(x: jax.Array, kernel: jax.Array, stride: int) -> jax.Array:
+  return jax.lax.conv_general_dilated(
+      x, kernel, (stride, stride), ((1, 1), (1, 1)),
+      dimension_numbers=("NHWC", "HWIO", "NHWC"),
+      preferred_element_type=jnp.float32 if x.dtype == jnp.float32 else None)
+
+
+def conv4x4_im2col(x: jax.Array, kernel: jax.Array, stride: int) -> jax.Array:
+  cin, cout = kernel.shape[2:]
+  return _dot_last(im2col(x, 4, stride, 1), kernel.reshape(16 * cin, cout))
+
+
+def conv4x4_shifts(x: jax.Array, kernel: jax.Array, stride: int) -> jax.Array:
+  """y[i, j] = Σ_taps z[s·i + kh - 1, s·j + kw - 1, tap] with z = x @ W as (Cin, 16·Cout)."""
+  n, h, w, cin = x.shape
+  cout = kernel.shape[-1]
+  ho, wo = _conv_out_size(h, stride), _conv_out_size(w, stride)
+  z = _dot_last(x, kernel.transpose(2, 0, 1, 3).reshape(cin, 16 * cout))
+  zp = jnp.pad(z.reshape(n, h, w, 16, cout), ((0, 0), (1, 1), (1, 1), (0, 0), (0, 0)))
+  y = None
+  for kh in range(4):
+    for kw in range(4):
+      tap = zp[:, kh:kh + stride * (ho - 1) + 1:stride, kw:kw + stride * (wo - 1) + 1:stride,
+               4 * kh + kw]
+      y = tap if y is None else y + tap
+  return y
+
+
+def conv4x4(x: jax.Array, kernel: jax.Array, stride: int) -> jax.Array:
+  """PyTorch `Conv2d(k=4, p=1, stride)` of NHWC `x` with an HWIO kernel, fastest form."""
+  n, h, w, _ = x.shape
+  if kernel.shape[-1] <= FEW_FEATURES:
+    return conv4x4_shifts(x, kernel, stride)
+  if n * _conv_out_size(h, stride) * _conv_out_size(w, stride) >= CONV_MIN_PIXELS:
+    return conv4x4_lax(x, kernel, stride)
+  return conv4x4_im2col(x, kernel, stride)
+
+
+def _overlap_add(cols: jax.Array) -> jax.Array:
+  """(4, 4, N, H, W, C) taps → (N, 2H, 2W, C): tap (kh, kw) of pixel (i, j) lands on
+  (2i + kh - 1, 2j + kw - 1).
+
+  With kh = 2a + r the target row is 2(i + a) + (r - 1): taps sharing `a` tile the output at
+  stride 2 and are interleaved by a reshape, so the whole scatter is four padded adds.
+  """
+  _, _, n, h, w, c = cols.shape
+  out = None
+  for a in (0, 1):
+    for b in (0, 1):
+      block = cols.reshape(2, 2, 2, 2, n, h, w, c)[a, :, b]       # (r, s, n, h, w, c)
+      block = block.transpose(2, 3, 0, 4, 1, 5)                   # (n, h, r, w, s, c)
+      block = jnp.pad(block, ((0, 0), (a, 1 - a), (0, 0), (b, 1 - b), (0, 0), (0, 0)))
+      out = block if out is None else out + block
+  return out.reshape(n, 2 * h + 2, 2 * w + 2, c)[:, 1:-1, 1:-1]
+
+
+def conv_transpose4x4_col2im(x: jax.Array, kernel: jax.Array) -> jax.Array:
+  n, h, w, cin = x.shape
+  cout = kernel.shape[-1]
+  cols = _dot_last(x, kernel.transpose(2, 0, 1, 3).reshape(cin, 16 * cout))
+  return _overlap_add(cols.reshape(n, h, w, 4, 4, cout).transpose(3, 4, 0, 1, 2, 5))
+
+
+def conv_transpose4x4_taps(x: jax.Array, kernel: jax.Array) -> jax.Array:
+  n, h, w, cin = x.shape
+  cout = kernel.shape[-1]
+  pixels = jnp.broadcast_to(x.reshape(1, n * h * w, cin), (16, n * h * w, cin))
+  cols = jax.lax.dot_general(
+      pixels, kernel.reshape(16, cin, cout), (((2,), (1,)), ((0,), (0,))),
+      preferred_element_type=jnp.float32 if x.dtype == jnp.float32 else None)
+  return _overlap_add(cols.reshape(4, 4, n, h, w, cout))
+
+
+def conv_transpose4x4(x: jax.Array, kernel: jax.Array) -> jax.Array:
+  """PyTorch `ConvTranspose2d(k=4, s=2, p=1)`, ``kernel[kh, kw, ci, co] = weight[ci, co, kh, kw]``.
+
+  out[2i + kh - 1, 2j + kw - 1] += x[i, j] @ kernel[kh, kw] (outputs outside the image dropped).
+  """
+  n, h, w, _ = x.shape
+  if n * h * w >= COL2IM_MIN_PIXELS or kernel.shape[-1] <= FEW_FEATURES:
+    return conv_transpose4x4_col2im(x, kernel)
+  return conv_transpose4x4_taps(x, kernel)
+
+
 class Conv4x4(nn.Module):
-  """4×4 convolution with padding 1 (PyTorch `Conv2d(k=4, p=1)`), stride 1 or 2, as im2col."""
+  """4×4 convolution with padding 1 (PyTorch `Conv2d(k=4, p=1)`), stride 1 or 2."""
   features: int
   strides: int = 2
   use_bias: bool = True
@@ -78,28 +185,14 @@ class Conv4x4(nn.Module):
   def __call__(self, x: jax.Array) -> jax.Array:
     cin = x.shape[-1]
     kernel = self.param("kernel", conv_init, (4, 4, cin, self.features), jnp.float32)
-    patches = im2col(x.astype(self.dtype), 4, self.strides, 1)
-    y = _dot_last(patches, kernel.astype(self.dtype).reshape(16 * cin, self.features))
+    y = conv4x4(x.astype(self.dtype), kernel.astype(self.dtype), self.strides)
     if self.use_bias:
       y = y + self.param("bias", nn.initializers.zeros, (self.features,), jnp.float32)
     return y.astype(self.dtype)
 
 
-def _transpose_phase_kernels(kernel: jax.Array) -> jax.Array:
-  """(4, 4, Cin, Cout) kernel → (4 phases, 4·Cin, Cout) matrices of the sub-pixel form.
-
-  For PyTorch's ConvTranspose2d(k=4, s=2, p=1), output row 2m+r takes input rows m-1+r+t
-  (t = 0, 1) with kernel row 3-r-2t. Flipping the kernel makes that row r+2t, so the kernel's
-  row axis splits as (t, r); the same holds for columns.
-  """
-  kh, kw, cin, cout = kernel.shape
-  k = kernel[::-1, ::-1].reshape(2, 2, 2, 2, cin, cout)  # (th, rh, tw, rw, ci, co)
-  k = k.transpose(1, 3, 0, 2, 4, 5)                      # (rh, rw, th, tw, ci, co)
-  return k.reshape(4, 4 * cin, cout)
-
-
 class ConvTranspose4x4(nn.Module):
-  """PyTorch `ConvTranspose2d(k=4, s=2, p=1)`: doubles H and W, as a sub-pixel convolution.
+  """PyTorch `ConvTranspose2d(k=4, s=2, p=1)`: doubles H and W.
 
   The kernel is stored as (4, 4, Cin, Cout) with ``kernel[kh, kw, ci, co] ==
   torch_weight[ci, co, kh, kw]``.
@@ -110,23 +203,9 @@ class ConvTranspose4x4(nn.Module):
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
-    n, h, w, cin = x.shape
+    cin = x.shape[-1]
     kernel = self.param("kernel", conv_init, (4, 4, cin, self.features), jnp.float32)
-    xp = jnp.pad(x.astype(self.dtype), ((0, 0), (1, 1), (1, 1), (0, 0)))
-    # Phase (rh, rw) reads the 2×2 input window at offset (rh, rw) of the padded input.
-    phases = []
-    for rh in (0, 1):
-      for rw in (0, 1):
-        taps = [xp[:, rh + th:rh + th + h, rw + tw:rw + tw + w, :]
-                for th in (0, 1) for tw in (0, 1)]
-        phases.append(jnp.concatenate(taps, axis=-1).reshape(n * h * w, 4 * cin))
-    patches = jnp.stack(phases)                               # (4, NHW, 4Cin)
-    kmat = _transpose_phase_kernels(kernel.astype(self.dtype))  # (4, 4Cin, Cout)
-    y = jax.lax.dot_general(
-        patches, kmat, (((2,), (1,)), ((0,), (0,))),
-        preferred_element_type=jnp.float32 if self.dtype == jnp.float32 else None)
-    y = y.reshape(2, 2, n, h, w, self.features).transpose(2, 3, 0, 4, 1, 5)
-    y = y.reshape(n, 2 * h, 2 * w, self.features)
+    y = conv_transpose4x4(x.astype(self.dtype), kernel.astype(self.dtype))
     if self.use_bias:
       y = y + self.param("bias", nn.initializers.zeros, (self.features,), jnp.float32)
     return y.astype(self.dtype)

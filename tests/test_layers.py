@@ -35,16 +35,48 @@ def _torch_semantics_conv_transpose(x, kernel):
   return out[:, 1:-1, 1:-1]
 
 
+def _assert_same_values_and_grads(ours, plain, x, kernel, rtol=1e-4, atol=1e-4):
+  np.testing.assert_allclose(ours(x, kernel), plain(x, kernel), rtol=1e-5, atol=1e-5)
+  loss = lambda f: (lambda x, k: jnp.sum(jnp.sin(f(x, k))))
+  g_ours = jax.grad(loss(ours), argnums=(0, 1))(x, kernel)
+  g_plain = jax.grad(loss(plain), argnums=(0, 1))(x, kernel)
+  for a, b in zip(g_ours, g_plain):
+    np.testing.assert_allclose(a, b, rtol=rtol, atol=atol)
+
+
+CONV_FORMS = {
+    "lax": layers.conv4x4_lax,
+    "im2col": layers.conv4x4_im2col,
+    "shifts": layers.conv4x4_shifts,
+    "dispatch": layers.conv4x4,
+}
+
+
+@pytest.mark.parametrize("form", sorted(CONV_FORMS))
 @pytest.mark.parametrize("stride,hw,cin,cout", [(2, 8, 3, 5), (2, 16, 4, 8), (1, 8, 6, 3),
-                                                (1, 5, 2, 1), (2, 2, 8, 8)])
-def test_conv4x4_equals_plain_conv(stride, hw, cin, cout):
-  key_x, key_p = jax.random.split(jax.random.key(0))
+                                                (1, 5, 2, 1), (2, 2, 8, 8), (2, 7, 3, 2)])
+def test_conv4x4_forms_equal_plain_conv(form, stride, hw, cin, cout):
+  key_x, key_k = jax.random.split(jax.random.key(0))
   x = jax.random.normal(key_x, (2, hw, hw, cin))
+  kernel = 0.3 * jax.random.normal(key_k, (4, 4, cin, cout))
+  _assert_same_values_and_grads(lambda x, k: CONV_FORMS[form](x, k, stride),
+                                lambda x, k: _plain_conv(x, k, stride), x, kernel)
+
+
+# Shapes on both sides of every formulation threshold, through the Flax module.
+@pytest.mark.parametrize("stride,n,hw,cin,cout", [
+    (2, 2, 64, 3, 8),    # 2·32·32 output pixels ≥ CONV_MIN_PIXELS: lax.conv
+    (2, 1, 32, 4, 8),    # 16·16: im2col
+    (1, 1, 33, 2, 5),    # 32·32 at stride 1: lax.conv
+    (1, 1, 12, 4, 1),    # one output channel: output-side shifts
+])
+def test_conv4x4_module_equals_plain_conv(stride, n, hw, cin, cout):
+  key_x, key_p = jax.random.split(jax.random.key(0))
+  x = jax.random.normal(key_x, (n, hw, hw, cin))
   module = layers.Conv4x4(cout, strides=stride, use_bias=True)
   params = module.init(key_p, x)
   params = jax.tree.map(lambda p: p + 0.1, params)  # non-zero bias
-  kernel, bias = params["params"]["kernel"], params["params"]["bias"]
-  assert kernel.shape == (4, 4, cin, cout)
+  assert params["params"]["kernel"].shape == (4, 4, cin, cout)
 
   def ours(p, x):
     return module.apply(p, x)
@@ -58,24 +90,42 @@ def test_conv4x4_equals_plain_conv(stride, hw, cin, cout):
   g_plain = jax.grad(loss(plain), argnums=(0, 1))(params, x)
   for a, b in zip(jax.tree.leaves(g_ours), jax.tree.leaves(g_plain)):
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
-  del bias
 
 
-@pytest.mark.parametrize("hw,cin,cout", [(1, 8, 4), (2, 3, 5), (4, 4, 4), (7, 2, 3)])
-def test_conv_transpose4x4_equals_plain_and_definition(hw, cin, cout):
+TRANSPOSE_FORMS = {
+    "col2im": layers.conv_transpose4x4_col2im,
+    "taps": layers.conv_transpose4x4_taps,
+    "dispatch": layers.conv_transpose4x4,
+}
+
+
+@pytest.mark.parametrize("form", sorted(TRANSPOSE_FORMS))
+@pytest.mark.parametrize("n,hw,cin,cout", [(2, 1, 8, 4), (2, 2, 3, 5), (2, 4, 4, 4),
+                                           (2, 7, 2, 3), (1, 16, 3, 6)])
+def test_conv_transpose4x4_forms_equal_plain_and_definition(form, n, hw, cin, cout):
+  key_x, key_k = jax.random.split(jax.random.key(1))
+  x = jax.random.normal(key_x, (n, hw, hw, cin))
+  kernel = 0.3 * jax.random.normal(key_k, (4, 4, cin, cout))
+  ours = TRANSPOSE_FORMS[form]
+  assert ours(x, kernel).shape == (n, 2 * hw, 2 * hw, cout)
+  np.testing.assert_allclose(ours(x, kernel), _torch_semantics_conv_transpose(x, kernel),
+                             rtol=1e-5, atol=1e-5)
+  _assert_same_values_and_grads(ours, _plain_conv_transpose, x, kernel)
+
+
+@pytest.mark.parametrize("n,hw,cin,cout", [(2, 16, 3, 5),   # 512 input pixels: col2im
+                                           (1, 4, 4, 6)])   # 16: tap-batched
+def test_conv_transpose4x4_module_equals_plain(n, hw, cin, cout):
   key_x, key_p = jax.random.split(jax.random.key(1))
-  x = jax.random.normal(key_x, (2, hw, hw, cin))
+  x = jax.random.normal(key_x, (n, hw, hw, cin))
   module = layers.ConvTranspose4x4(cout, use_bias=False)
   params = module.init(key_p, x)
   kernel = params["params"]["kernel"]
-  ours = module.apply(params, x)
-  assert ours.shape == (2, 2 * hw, 2 * hw, cout)
-  np.testing.assert_allclose(ours, _plain_conv_transpose(x, kernel), rtol=1e-5, atol=1e-5)
-  np.testing.assert_allclose(ours, _torch_semantics_conv_transpose(x, kernel),
-                             rtol=1e-5, atol=1e-5)
-
+  assert kernel.shape == (4, 4, cin, cout)
   loss_ours = lambda k, x: jnp.sum(jnp.sin(module.apply({"params": {"kernel": k}}, x)))
   loss_plain = lambda k, x: jnp.sum(jnp.sin(_plain_conv_transpose(x, k)))
+  np.testing.assert_allclose(module.apply(params, x), _plain_conv_transpose(x, kernel),
+                             rtol=1e-5, atol=1e-5)
   for a, b in zip(jax.grad(loss_ours, (0, 1))(kernel, x), jax.grad(loss_plain, (0, 1))(kernel, x)):
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
 
