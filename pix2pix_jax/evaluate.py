@@ -81,12 +81,15 @@ def _eval_fn(generator, mode):
 
 
 def evaluate(generator: nn.Module, g_params, g_batch_stats, batches, *, seed: int,
-             mode: str = "paper", on_outputs=None) -> dict[str, Any]:
+             mode: str = "paper", on_outputs=None, on_batch=None) -> dict[str, Any]:
   """Mean and per-image L1 / PSNR / SSIM of G(A) against B over `batches`.
 
   `batches` yields {"A", "B", "name"} host batches (see `pipeline.eval_batches`). Dropout keys are
-  fold_in(key(seed), batch index): the same call gives the same numbers. `on_outputs(names,
-  outputs)` receives each batch's generated images (e.g. to write them to disk).
+  fold_in(key(seed), batch index): the same call gives the same numbers. In paper mode the
+  normalisation statistics are those of each batch, so the numbers depend on the batch size
+  (the authors test at batch 1). `on_outputs(names, outputs)` receives each batch's generated
+  images (e.g. to write them to disk); `on_batch(batch, outputs, metrics)` the whole host batch,
+  the outputs and the per-image metrics as numpy arrays.
   """
   base = jax.random.key(seed)
   per_image: list[dict[str, Any]] = []
@@ -96,8 +99,11 @@ def evaluate(generator: nn.Module, g_params, g_batch_stats, batches, *, seed: in
                                               jax.random.fold_in(base, i))
     metrics = {k: np.asarray(v) for k, v in metrics.items()}
     names = [str(n) for n in batch["name"]]
+    fake = np.asarray(fake)
     if on_outputs is not None:
-      on_outputs(names, np.asarray(fake))
+      on_outputs(names, fake)
+    if on_batch is not None:
+      on_batch(batch, fake, metrics)
     for j, name in enumerate(names):
       per_image.append({"name": name, **{k: float(v[j]) for k, v in metrics.items()}})
   if not per_image:
@@ -112,3 +118,78 @@ def write_json(result: dict, path: str | pathlib.Path) -> None:
   tmp = path.with_suffix(".tmp")
   tmp.write_text(json.dumps(result, indent=1))
   tmp.replace(path)
+
+
+# ---------------------------------------------------------------------------- saved results
+
+def to_uint8(images) -> np.ndarray:
+  """Floats in [-1, 1] → uint8 pixels (rounded; the authors' tensor2im truncates instead)."""
+  images = np.nan_to_num(np.asarray(images, dtype=np.float32))
+  return np.round((np.clip(images, -1.0, 1.0) + 1.0) * 127.5).astype(np.uint8)
+
+
+def save_png(path: str | pathlib.Path, image) -> None:
+  """Writes one (H, W, C) image, floats in [-1, 1] or uint8, C in {1, 3}, as PNG."""
+  from PIL import Image
+  pixels = image if np.asarray(image).dtype == np.uint8 else to_uint8(image)
+  pixels = np.asarray(pixels)
+  if pixels.ndim == 3 and pixels.shape[-1] == 1:
+    pixels = pixels[..., 0]
+  path = pathlib.Path(path)
+  path.parent.mkdir(parents=True, exist_ok=True)
+  Image.fromarray(pixels).save(path, format="PNG", compress_level=1)
+
+
+def file_stem(name: str) -> str:
+  """An example's name as a file name: its stem, without directories."""
+  stem = pathlib.PurePath(str(name).replace("\\", "/")).stem
+  return stem if stem and stem not in (".", "..") else "image"
+
+
+def write_results_page(directory: str | pathlib.Path, result: dict[str, Any], *,
+                       title: str, grid: str | None = None) -> pathlib.Path:
+  """`directory/index.html`: one row per image, input | output | target and its metrics.
+
+  Like the authors' test-time page (results/<name>/test_latest/index.html). Image links are
+  relative: `inputs/NAME.png`, `NAME.png` (the output) and `targets/NAME.png`, as
+  `inference.run_eval` writes them.
+  """
+  import html
+  directory = pathlib.Path(directory)
+  esc = html.escape
+  rows = []
+  for r in result["per_image"]:
+    stem = esc(r["file"])
+    cells = "".join(f'<td><a href="{src}"><img src="{src}" alt="{kind} {stem}"></a></td>'
+                    for kind, src in (("input", f"inputs/{stem}.png"), ("output", f"{stem}.png"),
+                                      ("target", f"targets/{stem}.png")))
+    rows.append(f"<tr><th>{esc(r['name'])}</th>{cells}<td>{r['l1']:.4f}</td>"
+                f"<td>{r['psnr']:.2f}</td><td>{r['ssim']:.4f}</td></tr>")
+  notes = {
+      "paper": "paper mode: dropout on and batch normalisation with the statistics of each test "
+               f"batch (batch size {result.get('eval_batch_size', '?')}), as the paper and the "
+               "authors' test.py; results depend on the batch size and the seed",
+      "eval": "eval mode: running averages, no dropout",
+  }
+  summary = (f"<p>{result['num_images']} images · L1 {result['l1']:.4f} · PSNR "
+             f"{result['psnr']:.2f} dB · SSIM {result['ssim']:.4f}<br>"
+             f"{esc(notes.get(result['mode'], result['mode']))}</p>")
+  grid_html = (f'<p><a href="{esc(grid)}"><img class="grid" src="{esc(grid)}" alt="samples">'
+               "</a></p>" if grid else "")
+  page = (
+      '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+      f"<title>{esc(title)}</title><style>"
+      "body{font-family:system-ui,sans-serif;margin:1.5em;color:#222}"
+      "table{border-collapse:collapse;font-variant-numeric:tabular-nums}"
+      "td,th{border:1px solid #ddd;padding:4px;text-align:right}"
+      "td img{width:192px;height:auto;display:block}img.grid{max-width:100%}"
+      f"</style></head><body><h1>{esc(title)}</h1>{summary}{grid_html}"
+      "<table><thead><tr><th>name</th><th>input</th><th>output</th><th>target</th>"
+      "<th>L1 ↓</th><th>PSNR dB ↑</th><th>SSIM ↑</th></tr></thead><tbody>"
+      + "".join(rows) + "</tbody></table></body></html>\n")
+  path = directory / "index.html"
+  directory.mkdir(parents=True, exist_ok=True)
+  tmp = path.with_suffix(".tmp")
+  tmp.write_text(page, encoding="utf-8")
+  tmp.replace(path)
+  return path

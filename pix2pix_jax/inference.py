@@ -1,0 +1,422 @@
+"""A trained run at test time: evaluate it, translate images with it, export its generator.
+
+Python API:
+
+  from pix2pix_jax import inference
+  translator = inference.load("runs/facades")          # latest checkpoint, the run's config
+  outputs = translator(label_maps_uint8_nhwc)           # uint8 in → uint8 out
+  translator.translate_files(["a.png", "b.jpg"], "out/")  # out/a.png, out/b.png
+
+The command line (`launch.py --mode=eval|translate|export`) calls `run_eval`, `run_translate`
+and `run_export`.
+
+Test-time behaviour follows `config.eval_mode` (see `evaluate.py`): "paper" keeps dropout on and
+normalises with the statistics of each test batch, as the paper and the authors' test.py; "eval"
+uses the running averages without dropout. In paper mode outputs depend on the batch size and on
+the seed; the translator feeds `batch_size` images at a time (default `config.eval_batch_size`,
+1 as the authors) with dropout keys fold_in(key(seed), chunk index), exactly as `evaluate`.
+
+Image sizes: the U-Net needs H and W divisible by 2**num_downs (32 for 5 levels, 256 for
+`unet_256`). Such images go through fully convolutionally at their own size. Other sizes follow
+`resize`: "crop_size" (default) resizes to the training crop, crop_size × crop_size (bicubic, as
+the authors' test transform); "multiple" resizes to the nearest multiples of 2**num_downs, keeping
+the aspect ratio; "none" raises a ValueError naming the image and the required multiple. Outputs
+have the size the generator ran at.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import os
+import pathlib
+import time
+from typing import Any, Iterable, Sequence
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from absl import logging
+from PIL import Image
+
+from pix2pix_jax import checkpointing, evaluate
+from pix2pix_jax.data import images as images_lib
+
+RESIZE_MODES = ("crop_size", "multiple", "none")
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm")
+
+
+# ---------------------------------------------------------------------------- loading a run
+
+def _checkpoint_steps(workdir: str | os.PathLike) -> tuple[pathlib.Path, list[int]]:
+  directory = pathlib.Path(workdir).expanduser().absolute() / "checkpoints"
+  steps = []
+  if directory.is_dir():
+    steps = sorted(int(p.name) for p in directory.iterdir() if p.is_dir() and p.name.isdigit())
+  if not steps:
+    raise FileNotFoundError(
+        f"no checkpoints in {directory}: train first (launch.py --mode=train --workdir "
+        f"{pathlib.Path(workdir)}) or point --workdir at a trained run")
+  return directory, steps
+
+
+def saved_config(workdir: str | os.PathLike, step: int | None = None) -> ml_collections.ConfigDict:
+  """The config a run's checkpoint was trained with (falls back to WORKDIR/config.json)."""
+  directory, steps = _checkpoint_steps(workdir)
+  ckpt = checkpointing.Checkpointer(directory)
+  try:
+    saved = ckpt.saved_config(step if step is not None else steps[-1])
+  finally:
+    ckpt.close()
+  if not saved:
+    path = pathlib.Path(workdir) / "config.json"
+    if not path.is_file():
+      raise FileNotFoundError(f"no config saved with the checkpoints in {directory} nor at {path}; "
+                              "pass the training config explicitly")
+    saved = json.loads(path.read_text())
+  return ml_collections.ConfigDict(saved)
+
+
+def restore_state(config, workdir: str | os.PathLike, step: int | None = None):
+  """Restores a run's train state (no data iterator) onto the current devices.
+
+  Returns (experiment, state, step). The config's model must be the checkpoint's (the
+  difference is listed otherwise).
+  """
+  from pix2pix_jax import loop  # the networks, abstract state and shardings of a run
+  directory, steps = _checkpoint_steps(workdir)
+  if step is not None and step not in steps:
+    raise ValueError(f"no checkpoint {step} in {directory}; available steps: {steps}")
+  experiment = loop.Experiment(config, num_train_examples=config.batch_size)
+  ckpt = checkpointing.Checkpointer(directory, config=config.to_dict())
+  try:
+    restored = ckpt.restore_latest(experiment.abstract_state, None, step=step)
+  finally:
+    ckpt.close()
+  if restored is None:
+    raise FileNotFoundError(f"no usable checkpoint in {directory}")
+  state, restored_step = restored
+  logging.info("Restored checkpoint %d from %s", restored_step, directory)
+  return experiment, state, restored_step
+
+
+def load(workdir: str | os.PathLike, step: int | None = None, config=None, *,
+         mode: str | None = None, seed: int | None = None,
+         batch_size: int | None = None) -> "Translator":
+  """A `Translator` for the run in `workdir` at `step` (default: the latest checkpoint).
+
+  `config` defaults to the one saved with the checkpoint; `mode`, `seed` and `batch_size`
+  default to its eval_mode, seed and eval_batch_size.
+  """
+  if config is None:
+    config = saved_config(workdir, step)
+  experiment, state, restored_step = restore_state(config, workdir, step)
+  return Translator(experiment.generator, state.g_params, state.g_batch_stats, config=config,
+                    step=restored_step, mode=mode, seed=seed, batch_size=batch_size)
+
+
+# ---------------------------------------------------------------------------- translating
+
+def _to_channels(pixels: np.ndarray, channels: int, name: str) -> np.ndarray:
+  """(H, W, C) with C in {1, 3, 4} → C = `channels` (alpha dropped, grey as PIL's 'L')."""
+  if pixels.ndim == 2:
+    pixels = pixels[..., None]
+  c = pixels.shape[-1]
+  if pixels.ndim != 3 or c not in (1, 3, 4):
+    raise ValueError(f"{name}: expected an (H, W, C) image with C in 1, 3 or 4, got shape "
+                     f"{pixels.shape}")
+  if c == 4:  # alpha is dropped, not composited, as PIL's convert('RGB') in training
+    pixels, c = pixels[..., :3], 3
+  if c == channels:
+    return pixels
+  if channels == 3:
+    return np.repeat(pixels, 3, axis=-1)
+  if pixels.dtype == np.uint8:  # exactly the training transform's convert('L')
+    return np.asarray(Image.fromarray(np.ascontiguousarray(pixels)).convert("L"))[..., None]
+  weights = np.array([0.299, 0.587, 0.114], np.float32)  # ITU-R 601-2, as PIL's 'L'
+  return (pixels.astype(np.float32) @ weights)[..., None]
+
+
+def _resize(pixels: np.ndarray, width: int, height: int) -> np.ndarray:
+  """Bicubic resize (PIL's, as the training transform) of uint8 or float (H, W, C)."""
+  if pixels.dtype == np.uint8:
+    mode_image = Image.fromarray(pixels[..., 0] if pixels.shape[-1] == 1 else pixels)
+    out = np.asarray(mode_image.resize((width, height), Image.BICUBIC))
+    return out[..., None] if out.ndim == 2 else out
+  channels = [np.asarray(Image.fromarray(np.ascontiguousarray(pixels[..., k], np.float32),
+                                         mode="F").resize((width, height), Image.BICUBIC))
+              for k in range(pixels.shape[-1])]
+  return np.stack(channels, axis=-1)
+
+
+class Translator:
+  """The generator of a trained run as a function on images.
+
+  Call it on (N, H, W, C) or (H, W, C) arrays: uint8 pixels give uint8 outputs, floats (in
+  [-1, 1], the training range) give float32 outputs in [-1, 1]. Channels are converted to the
+  model's input_nc (alpha dropped, grey repeated or RGB turned grey as PIL's 'L').
+  """
+
+  def __init__(self, generator, g_params, g_batch_stats, *, config, step: int = 0,
+               mode: str | None = None, seed: int | None = None, batch_size: int | None = None):
+    from pix2pix_jax.data import pipeline
+    self.generator = generator
+    self.g_params, self.g_batch_stats = g_params, g_batch_stats
+    self.config, self.step = config, step
+    self.mode = mode or config.eval_mode
+    if self.mode not in evaluate.EVAL_MODES:
+      raise ValueError(f"eval mode must be one of {evaluate.EVAL_MODES}, got {self.mode!r}")
+    self.seed = config.seed if seed is None else int(seed)
+    self.batch_size = int(batch_size or config.eval_batch_size or 1)
+    self.input_nc, self.output_nc = config.model.input_nc, config.model.output_nc
+    self.direction = config.data.direction
+    self.crop_size = config.data.crop_size
+    self.size_multiple = pipeline.size_multiple(config)
+    self.num_downs = int(round(math.log2(self.size_multiple)))
+    self._generate = jax.jit(functools.partial(evaluate.generate, generator),
+                             static_argnames=("mode",))
+
+  def __repr__(self) -> str:
+    return (f"Translator(step={self.step}, mode={self.mode!r}, direction={self.direction}, "
+            f"{self.input_nc}→{self.output_nc} channels, sizes multiple of "
+            f"{self.size_multiple}, batch_size={self.batch_size}, seed={self.seed})")
+
+  # ---- preparing inputs
+  def target_size(self, width: int, height: int, name: str, resize: str) -> tuple[int, int]:
+    """The (width, height) an image of this size goes through the generator at."""
+    if resize not in RESIZE_MODES:
+      raise ValueError(f"resize must be one of {RESIZE_MODES}, got {resize!r}")
+    m = self.size_multiple
+    if width % m == 0 and height % m == 0:
+      return width, height
+    if resize == "none":
+      raise ValueError(
+          f"{name}: {width}×{height} pixels, but this generator ({self.num_downs} down-sampling "
+          f"levels) needs width and height that are multiples of {m}. Resize or crop it to a "
+          f"multiple of {m}, or use resize='crop_size' (to {self.crop_size}×{self.crop_size}) "
+          "or resize='multiple'.")
+    if resize == "crop_size":
+      return self.crop_size, self.crop_size
+    return max(m, round(width / m) * m), max(m, round(height / m) * m)
+
+  def prepare(self, pixels: np.ndarray, name: str = "image", *, aligned: bool = False,
+              resize: str = "crop_size") -> np.ndarray:
+    """One image (H, W, C) → the generator's float32 input in [-1, 1].
+
+    `aligned`: the image is an authors' A|B pair; the input half is chosen by
+    config.data.direction (A, the left half, for AtoB; B, the right half, for BtoA).
+    """
+    pixels = np.asarray(pixels)
+    if aligned:
+      a, b = images_lib.split_aligned(_to_channels(pixels, 3, name), name)
+      pixels = b if self.direction == "BtoA" else a
+    pixels = _to_channels(pixels, self.input_nc, name)
+    height, width = pixels.shape[:2]
+    new_w, new_h = self.target_size(width, height, name, resize)
+    if (new_w, new_h) != (width, height):
+      pixels = _resize(np.ascontiguousarray(pixels), new_w, new_h)
+    if pixels.dtype == np.uint8:
+      return pixels.astype(np.float32) * (2.0 / 255.0) - 1.0
+    return pixels.astype(np.float32)
+
+  # ---- running the generator
+  def generate(self, inputs: np.ndarray, key: jax.Array) -> np.ndarray:
+    """One batch of prepared inputs (N, H, W, input_nc) → float32 outputs in [-1, 1]."""
+    out = self._generate(self.g_params, self.g_batch_stats, jnp.asarray(inputs), key,
+                         mode=self.mode)
+    return np.asarray(out, dtype=np.float32)
+
+  def _run(self, inputs: Sequence[np.ndarray], seed: int | None) -> list[np.ndarray]:
+    """Prepared inputs → outputs, `batch_size` at a time (consecutive equal sizes batched)."""
+    base = jax.random.key(self.seed if seed is None else int(seed))
+    outputs: list[np.ndarray] = []
+    chunk = 0
+    start = 0
+    while start < len(inputs):
+      stop = start + 1
+      while (stop < len(inputs) and stop - start < self.batch_size
+             and inputs[stop].shape == inputs[start].shape):
+        stop += 1
+      batch = np.stack(inputs[start:stop])
+      outputs.extend(self.generate(batch, jax.random.fold_in(base, chunk)))
+      chunk += 1
+      start = stop
+    return outputs
+
+  def __call__(self, images, *, seed: int | None = None, resize: str = "crop_size",
+               aligned: bool = False) -> np.ndarray:
+    """Translates images: (N, H, W, C) or (H, W, C), uint8 or float in [-1, 1]."""
+    images = np.asarray(images)
+    single = images.ndim == 3
+    if single:
+      images = images[None]
+    if images.ndim != 4:
+      raise ValueError(f"expected images shaped (N, H, W, C) or (H, W, C), got {images.shape}")
+    as_uint8 = images.dtype == np.uint8
+    if not as_uint8:
+      images = images.astype(np.float32)
+    inputs = [self.prepare(img, f"image {i}", aligned=aligned, resize=resize)
+              for i, img in enumerate(images)]
+    outputs = np.stack(self._run(inputs, seed))
+    if as_uint8:
+      outputs = evaluate.to_uint8(outputs)
+    return outputs[0] if single else outputs
+
+  def translate_files(self, paths: Iterable[str | os.PathLike], out_dir: str | os.PathLike, *,
+                      aligned: bool = False, resize: str = "crop_size",
+                      seed: int | None = None) -> list[pathlib.Path]:
+    """Translates image files; writes OUT_DIR/NAME.png for each input NAME.ext.
+
+    Raises BadImageError (naming the file) for unreadable images and ValueError for sizes
+    refused by resize="none" or two inputs that would write the same output name; all inputs
+    are read and checked before anything is written.
+    """
+    paths = [pathlib.Path(p) for p in paths]
+    if not paths:
+      raise ValueError("no input images to translate")
+    targets: dict[str, pathlib.Path] = {}
+    for path in paths:
+      stem = evaluate.file_stem(path.name)
+      if stem in targets:
+        raise ValueError(f"{targets[stem]} and {path} would both be written to {stem}.png; "
+                         "rename one of them")
+      targets[stem] = path
+    inputs = [self.prepare(images_lib.load_image(p), os.fspath(p), aligned=aligned,
+                           resize=resize) for p in paths]
+    outputs = self._run(inputs, seed)
+    out_dir = pathlib.Path(out_dir)
+    written = []
+    for stem, out in zip(targets, outputs):
+      evaluate.save_png(out_dir / f"{stem}.png", out)
+      written.append(out_dir / f"{stem}.png")
+    return written
+
+
+def list_inputs(path: str | os.PathLike) -> list[pathlib.Path]:
+  """An image file, or the images directly inside a folder (natural order)."""
+  from pix2pix_jax.data import folder
+  path = pathlib.Path(path).expanduser()
+  if path.is_dir():
+    found = [p for p in path.iterdir()
+             if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".")]
+    if not found:
+      raise FileNotFoundError(f"{path} holds no images ({', '.join(IMAGE_EXTENSIONS)})")
+    return sorted(found, key=lambda p: folder.natural_key(p.name))
+  if not path.is_file():
+    raise FileNotFoundError(f"--input {path} is neither an image file nor a folder")
+  return [path]
+
+
+# ---------------------------------------------------------------------------- command line
+
+def run_eval(config, workdir: str, step: int | None = None, split: str | None = None
+             ) -> dict[str, Any]:
+  """L1 / PSNR / SSIM of a checkpoint on a split, with images, JSON and a results page.
+
+  Writes, with NAME = `<split>_step<N>_<mode>`:
+    WORKDIR/eval/NAME.json                      overall and per-image metrics
+    WORKDIR/eval/NAME/<image>.png               the generated images
+    WORKDIR/eval/NAME/{inputs,targets}/<image>.png, samples.png (grid with D heatmaps),
+    WORKDIR/eval/NAME/index.html                input | output | target per image
+  Returns the result dict (with the paths under "json_path", "images_dir", "page").
+  """
+  from pix2pix_jax import report
+  from pix2pix_jax.data import pipeline
+  split = split or config.data.eval_split
+  if not split:
+    raise ValueError("no split to evaluate: pass --split or set config.data.eval_split")
+  experiment, state, step = restore_state(config, workdir, step)
+  source = pipeline.get_source(config, split)
+  mode = config.eval_mode
+  name = f"{split}_step{step}_{mode}"
+  eval_dir = pathlib.Path(workdir).absolute() / "eval"
+  images_dir = eval_dir / name
+  files: list[str] = []
+  used: set[str] = set()
+  grid: dict[str, list] = {"A": [], "B": [], "out": []}
+
+  def on_batch(batch, outputs, metrics):
+    del metrics
+    for j, example_name in enumerate(batch["name"]):
+      stem = evaluate.file_stem(example_name)
+      k = 2
+      while stem in used:  # distinct examples with the same stem keep distinct files
+        stem = f"{evaluate.file_stem(example_name)}_{k}"
+        k += 1
+      used.add(stem)
+      files.append(stem)
+      evaluate.save_png(images_dir / f"{stem}.png", outputs[j])
+      evaluate.save_png(images_dir / "inputs" / f"{stem}.png", batch["A"][j])
+      evaluate.save_png(images_dir / "targets" / f"{stem}.png", batch["B"][j])
+      if len(grid["A"]) < max(1, config.num_samples):
+        grid["A"].append(batch["A"][j])
+        grid["B"].append(batch["B"][j])
+        grid["out"].append(outputs[j])
+
+  t0 = time.perf_counter()
+  batches = pipeline.eval_batches(config, source, config.eval_batch_size)
+  result = evaluate.evaluate(experiment.generator, state.g_params, state.g_batch_stats, batches,
+                             seed=config.seed, mode=mode, on_batch=on_batch)
+  seconds = time.perf_counter() - t0
+  for record, stem in zip(result["per_image"], files):
+    record["file"] = stem
+  result = {"split": split, "step": step, "mode": mode, "eval_batch_size": config.eval_batch_size,
+            "seed": config.seed, "direction": config.data.direction,
+            "image_size": list(pipeline.image_shape(config)), "seconds": round(seconds, 3),
+            **{k: v for k, v in result.items() if k != "mode"}}
+
+  # Sample grid with the discriminator's per-patch opinion, as the training samples.
+  inputs, targets = np.stack(grid["A"]), np.stack(grid["B"])
+  outputs = jnp.asarray(np.stack(grid["out"]))
+  heat = evaluate.discriminator_probability(
+      experiment.discriminator, state.d_params, state.d_batch_stats, jnp.asarray(inputs),
+      outputs, config.loss.gan_mode, mode)
+  report.save_sample_grid(images_dir / "samples.png", inputs, np.asarray(outputs), targets,
+                          np.asarray(heat))
+  json_path = eval_dir / f"{name}.json"
+  evaluate.write_json(result, json_path)
+  page = evaluate.write_results_page(
+      images_dir, result, grid="samples.png",
+      title=f"{pathlib.Path(workdir).absolute().name} · {split} · step {step} · {mode} mode")
+  result.update(json_path=str(json_path), images_dir=str(images_dir), page=str(page))
+
+  lines = [f"{'image':<24} {'L1':>8} {'PSNR':>8} {'SSIM':>8}"]
+  lines += [f"{r['name'][:24]:<24} {r['l1']:8.4f} {r['psnr']:8.2f} {r['ssim']:8.4f}"
+            for r in result["per_image"]]
+  lines.append(f"{'mean of ' + str(result['num_images']):<24} {result['l1']:8.4f} "
+               f"{result['psnr']:8.2f} {result['ssim']:8.4f}")
+  print("\n".join(lines))
+  print(f"eval {split} @ step {step} ({mode} mode, batch {config.eval_batch_size}): "
+        f"L1 {result['l1']:.4f}  PSNR {result['psnr']:.2f} dB  SSIM {result['ssim']:.4f}\n"
+        f"metrics: {json_path}\nimages and page: {page}", flush=True)
+  return result
+
+
+def run_translate(config, workdir: str, input_path: str, output_dir: str,
+                  step: int | None = None, *, aligned: bool = False,
+                  resize: str = "crop_size") -> list[pathlib.Path]:
+  """Translates an image file or a folder of images into OUTPUT_DIR/NAME.png."""
+  if not input_path or not output_dir:
+    raise ValueError("--mode=translate needs --input (an image or a folder) and --output "
+                     "(a folder)")
+  paths = list_inputs(input_path)
+  translator = load(workdir, step, config)
+  written = translator.translate_files(paths, output_dir, aligned=aligned, resize=resize)
+  print(f"translated {len(written)} image(s) with checkpoint {translator.step} "
+        f"({translator.mode} mode) into {pathlib.Path(output_dir).absolute()}", flush=True)
+  return written
+
+
+def run_export(config, workdir: str, output: str, step: int | None = None) -> pathlib.Path:
+  """Writes the generator as a serialised jax.export artifact; see `export.py`."""
+  from pix2pix_jax import export
+  if not output:
+    raise ValueError("--mode=export needs --output, the artifact's path (e.g. gen.jax)")
+  translator = load(workdir, step, config)
+  path = export.export_generator(translator, output)
+  print(f"exported the generator of checkpoint {translator.step} ({translator.mode} mode) to "
+        f"{path} (+ {path.name}.json); load it with pix2pix_jax.export.load_exported",
+        flush=True)
+  return path
