@@ -1,31 +1,43 @@
 """Orbax checkpoints of {train state, data-iterator position, config}, safe against failures.
 
-* Saves are atomic (Orbax writes `N.orbax-checkpoint-tmp` and renames it when complete), so a
-  run killed mid-save leaves the previous checkpoints as they were.
-* `latest_step()` does no integrity check: `restore_latest` tries the newest step and falls back
-  through older ones when a step is damaged, saying which and why.
+* Saves are atomic: Orbax writes `N.orbax-checkpoint-tmp` and renames it to `N` when complete,
+  so a run killed mid-save leaves the earlier checkpoints as they were. Leftover temporary
+  directories are ignored and cleaned up when the next run opens the directory.
+* A failed save (a full disk, a lost mount) raises `CheckpointError` naming the directory and
+  the free space; it removes its own partial directory and never touches the saved steps.
+* `latest_step()` does no integrity check, so `restore_latest` checks each step (the files every
+  step has, then the restore itself, then that the restored `step` is the directory's) and falls
+  back through older steps when one is damaged, saying which and why. A training run sets the
+  damaged steps aside as `N.damaged` so that it can save step N again.
 * The run's config travels with every checkpoint; resuming with a different model fails with
   the differing keys listed.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import pathlib
+import shutil
 from typing import Any
 
 import grain
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
 from absl import logging
 
 # Config sections whose change makes a checkpoint unusable (shapes or meaning of the state).
 STRUCTURAL_KEYS = ("model",)
+# Files every complete step has, relative to the step directory.
+REQUIRED_FILES = ("_CHECKPOINT_METADATA", "state/_METADATA")
+DAMAGED_SUFFIX = ".damaged"
+TMP_SUFFIX = ".orbax-checkpoint-tmp"
 
 
 class CheckpointError(RuntimeError):
-  """A checkpoint directory that cannot be used, with the reason."""
+  """A checkpoint directory that cannot be used or written, with the reason."""
 
 
 def _flatten(d: dict, prefix: str = "") -> dict[str, Any]:
@@ -40,15 +52,19 @@ def _flatten(d: dict, prefix: str = "") -> dict[str, Any]:
 
 
 def config_differences(saved: dict, current: dict, sections=STRUCTURAL_KEYS) -> list[str]:
-  """Lines `key: saved → current` for every structural key that differs."""
-  diffs = []
-  for section in sections:
-    a = _flatten(saved.get(section, {}), section + ".")
-    b = _flatten(current.get(section, {}), section + ".")
-    for key in sorted(set(a) | set(b)):
-      if a.get(key) != b.get(key):
-        diffs.append(f"  {key}: checkpoint has {a.get(key)!r}, config has {b.get(key)!r}")
-  return diffs
+  """Lines `key: saved → current` for every key of `sections` (None: all keys) that differs."""
+  if sections is None:
+    a, b = _flatten(saved), _flatten(current)
+  else:
+    a, b = {}, {}
+    for section in sections:
+      a.update(_flatten(saved.get(section, {}), section + "."))
+      b.update(_flatten(current.get(section, {}), section + "."))
+  missing = object()
+  show = lambda v: "(absent)" if v is missing else repr(v)
+  return [f"  {key}: checkpoint has {show(a.get(key, missing))}, config has "
+          f"{show(b.get(key, missing))}"
+          for key in sorted(set(a) | set(b)) if a.get(key, missing) != b.get(key, missing)]
 
 
 def check_writable(directory: str | os.PathLike) -> None:
@@ -64,17 +80,51 @@ def check_writable(directory: str | os.PathLike) -> None:
                           "--workdir or free some space.") from e
 
 
+def _free_space(path: pathlib.Path) -> str:
+  for p in (path, *path.parents):
+    if p.exists():
+      try:
+        return f"{shutil.disk_usage(p).free / 2**20:.1f} MiB free on that disk"
+      except OSError:
+        break
+  return "free space unknown"
+
+
+def _is_disk_full(e: BaseException) -> bool:
+  if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
+    return True
+  text = str(e)
+  # TensorStore reports the OS error inside a ValueError.
+  return "No space left on device" in text or "os_error_code='28'" in text
+
+
+def _restored_step(state) -> int | None:
+  step = getattr(state, "step", None)
+  if step is None and isinstance(state, dict):
+    step = state.get("step")
+  if step is None or np.ndim(step) != 0:
+    return None
+  if isinstance(step, jax.Array) and not step.is_fully_addressable:
+    step = step.addressable_data(0)  # replicated over processes: any local copy
+  return int(np.asarray(step))
+
+
 class Checkpointer:
   """Saves and restores the train state together with the input pipeline's position."""
 
   def __init__(self, directory: str | os.PathLike, *, max_to_keep: int = 3,
                keep_every_steps: int = 0, config: dict | None = None):
+    if max_to_keep < 0 or keep_every_steps < 0:
+      raise ValueError(f"max_to_keep ({max_to_keep}) and keep_every_steps ({keep_every_steps}) "
+                       "must be >= 0 (0 = keep all / no extra keeping)")
     self.directory = pathlib.Path(directory).absolute()
     self.config = config or {}
     options = ocp.CheckpointManagerOptions(
         max_to_keep=max_to_keep or None,
         keep_period=keep_every_steps or None,
         create=True,
+        # Leftovers of saves interrupted by a kill are removed when a run opens the directory.
+        cleanup_tmp_directories=True,
         # Synchronous saves: a save returns only once its step is complete on disk.
         enable_async_checkpointing=False,
     )
@@ -84,6 +134,7 @@ class Checkpointer:
     return sorted(self.manager.all_steps())
 
   def save(self, step: int, state, data_iterator=None, *, force: bool = False) -> bool:
+    """Saves `step` completely or not at all; raises `CheckpointError` when it cannot."""
     items = {"state": ocp.args.StandardSave(state),
              "config": ocp.args.JsonSave(self.config)}
     if data_iterator is not None:
@@ -91,29 +142,52 @@ class Checkpointer:
     try:
       saved = self.manager.save(step, args=ocp.args.Composite(**items), force=force)
       self.manager.wait_until_finished()
-    except OSError as e:
+    except Exception as e:  # Orbax reports I/O failures as OSError or (TensorStore) ValueError.
+      self._remove_partial(step)
+      reason = str(e).splitlines()[0][:500] if str(e) else type(e).__name__
+      hint = ("The disk is full: free some space or choose another --workdir, then relaunch "
+              "the same command to resume." if _is_disk_full(e) else
+              "Relaunch the same command to resume from the newest checkpoint.")
       raise CheckpointError(
-          f"saving checkpoint {step} to {self.directory} failed: {e}. Earlier checkpoints "
-          f"are intact: {self.all_steps()}") from e
+          f"saving checkpoint {step} in {self.directory} failed ({_free_space(self.directory)})"
+          f": {type(e).__name__}: {reason}\nThe checkpoints already there are intact: "
+          f"{self.all_steps()}. {hint}") from e
     if saved:
       logging.info("Saved checkpoint %d to %s", step, self.directory)
     return saved
+
+  def _remove_partial(self, step: int) -> None:
+    if jax.process_index() != 0:
+      return
+    for path in self.directory.glob(f"{step}{TMP_SUFFIX}*"):
+      shutil.rmtree(path, ignore_errors=True)
 
   def saved_config(self, step: int) -> dict | None:
     try:
       return self.manager.restore(step, args=ocp.args.Composite(
           config=ocp.args.JsonRestore()))["config"]
-    except (ValueError, KeyError, FileNotFoundError):
+    except (ValueError, KeyError, FileNotFoundError, OSError):
       return None
 
-  def restore_latest(self, abstract_state, data_iterator=None, step: int | None = None):
+  def _missing_files(self, step: int, with_data: bool) -> list[str]:
+    step_dir = self.directory / str(step)
+    required = list(REQUIRED_FILES)
+    if with_data:
+      required.append(f"data/process_{jax.process_index()}-of-{jax.process_count()}.json")
+    return [name for name in required if not (step_dir / name).is_file()]
+
+  def restore_latest(self, abstract_state, data_iterator=None, step: int | None = None, *,
+                     set_aside_damaged: bool = False):
     """Restores the newest usable checkpoint (or `step`); returns (state, step) or None.
 
     `abstract_state` is a pytree of `jax.ShapeDtypeStruct` with shardings; `data_iterator` is
-    restored in place. Damaged steps are reported and skipped.
+    restored in place. Damaged steps are reported and skipped; with `set_aside_damaged` (a
+    training run resuming) the damaged steps newer than the restored one are renamed to
+    `N.damaged`, so that they neither block saving step N again nor count towards
+    `max_to_keep`. Nothing is renamed when no step is usable.
     """
     steps = [step] if step is not None else sorted(self.all_steps(), reverse=True)
-    failures = []
+    failures: list[tuple[int, str]] = []
     for s in steps:
       saved = self.saved_config(s)
       if saved is not None and self.config:
@@ -123,23 +197,58 @@ class Checkpointer:
               f"checkpoint {s} in {self.directory} was made with a different model:\n"
               + "\n".join(diffs)
               + "\nUse a fresh --workdir, or the config the checkpoint was trained with.")
+      missing = self._missing_files(s, data_iterator is not None)
+      if missing:
+        self._report_damage(s, failures, f"missing {', '.join(missing)}")
+        continue
       items = {"state": ocp.args.StandardRestore(abstract_state)}
       if data_iterator is not None:
         items["data"] = grain.checkpoint.CheckpointRestore(data_iterator)
       try:
         restored = self.manager.restore(s, args=ocp.args.Composite(**items))
       except (ValueError, KeyError, FileNotFoundError, OSError) as e:
-        failures.append(f"step {s}: {type(e).__name__}: {str(e).splitlines()[0][:300]}")
-        logging.warning("Checkpoint %d in %s is damaged (%s); trying an older one.", s,
-                        self.directory, failures[-1])
+        self._report_damage(s, failures, f"{type(e).__name__}: {str(e).splitlines()[0][:300]}")
+        continue
+      inner_step = _restored_step(restored["state"])
+      if inner_step is not None and inner_step != s:
+        self._report_damage(s, failures, f"its state is at step {inner_step}")
         continue
       if failures:
         logging.warning("Resumed from checkpoint %d after skipping damaged ones:\n%s", s,
-                        "\n".join(failures))
+                        "\n".join(f"  step {f}: {why}" for f, why in failures))
+        if set_aside_damaged:
+          self._set_aside([f for f, _ in failures])
+      if saved is not None and self.config:
+        changed = config_differences(saved, self.config, sections=None)
+        if changed:
+          logging.info("Settings changed since checkpoint %d (the model is the same):\n%s", s,
+                       "\n".join(changed))
       return restored["state"], s
     if failures:
-      raise CheckpointError(f"no usable checkpoint in {self.directory}:\n" + "\n".join(failures))
+      raise CheckpointError(f"no usable checkpoint in {self.directory}:\n" + "\n".join(
+          f"  step {f}: {why}" for f, why in failures)
+          + "\nMove the damaged steps away to start over, or restore them from a backup.")
     return None
+
+  def _report_damage(self, step: int, failures: list, why: str) -> None:
+    failures.append((step, why))
+    logging.warning("Checkpoint %d in %s is damaged (%s); trying an older one.", step,
+                    self.directory, why)
+
+  def _set_aside(self, steps: list[int]) -> None:
+    ocp.multihost.sync_global_processes("pix2pix_set_aside_damaged_start")
+    if jax.process_index() == 0:
+      for s in steps:
+        source = self.directory / str(s)
+        target = self.directory / f"{s}{DAMAGED_SUFFIX}"
+        n = 1
+        while target.exists():
+          target = self.directory / f"{s}{DAMAGED_SUFFIX}-{n}"
+          n += 1
+        source.rename(target)
+        logging.warning("Set damaged checkpoint %d aside as %s", s, target)
+    ocp.multihost.sync_global_processes("pix2pix_set_aside_damaged_done")
+    self.manager.reload()
 
   def reached_preemption(self, step: int) -> bool:
     return self.manager.reached_preemption(step)

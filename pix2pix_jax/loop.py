@@ -6,6 +6,7 @@ logs, samples and the results page; every process takes part in checkpointing.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import pathlib
@@ -30,14 +31,27 @@ class NonFiniteLossError(FloatingPointError):
 
 
 class _StopRequest:
-  """SIGTERM / SIGINT → save at the current step and exit cleanly (preemption)."""
+  """SIGTERM / SIGINT → save at the current step and exit cleanly (preemption).
+
+  A second signal acts as usual (SIGINT raises KeyboardInterrupt, SIGTERM ends the process), so
+  a run stuck in a long save can still be stopped. Under JAX's distributed runtime SIGTERM is
+  left to JAX: its preemption service agrees with every process on the step at which all of them
+  save (`Checkpointer.reached_preemption`), whereas a handler here would replace JAX's and stop
+  only the process that got the signal. For the same reason SIGINT is only caught when there is
+  a single process.
+  """
 
   def __init__(self):
     self.signal_name = ""
     self._previous = {}
 
   def __enter__(self):
-    for sig in (signal.SIGTERM, signal.SIGINT):
+    signals = []
+    if not jax.distributed.is_initialized():
+      signals.append(signal.SIGTERM)
+    if jax.process_count() == 1:
+      signals.append(signal.SIGINT)
+    for sig in signals:
       try:
         self._previous[sig] = signal.signal(sig, self._handle)
       except ValueError:  # not the main thread (e.g. called from a test thread)
@@ -46,11 +60,19 @@ class _StopRequest:
 
   def _handle(self, signum, frame):
     del frame
+    if self.signal_name:  # asked twice: stop now, the usual way
+      self._restore()
+      signal.raise_signal(signum)
+      return
     self.signal_name = signal.Signals(signum).name
 
-  def __exit__(self, *exc):
+  def _restore(self):
     for sig, handler in self._previous.items():
       signal.signal(sig, handler)
+    self._previous = {}
+
+  def __exit__(self, *exc):
+    self._restore()
 
 
 def compute_dtype(config):
@@ -118,14 +140,60 @@ def _host_metrics(pending: list[tuple[int, dict]]) -> list[tuple[int, dict[str, 
   return [(s, {k: float(v) for k, v in m.items()}) for (s, _), m in zip(pending, fetched)]
 
 
-def _check_finite(records: list[tuple[int, dict[str, float]]]) -> None:
+def _kept_checkpoint(last_saved: int | None) -> str:
+  if last_saved is None:
+    return "no checkpoint was saved"
+  return f"checkpoint {last_saved} is the last good one (a relaunch resumes there)"
+
+
+def _check_finite(records: list[tuple[int, dict[str, float]]], last_saved: int | None) -> None:
   for step, metrics in records:
     bad = [k for k in LOSS_KEYS if not math.isfinite(metrics[k])]
     if bad:
       raise NonFiniteLossError(
           f"non-finite loss at step {step}: " + ", ".join(f"{k}={metrics[k]}" for k in bad)
-          + ". Training stopped; the last good checkpoint is kept. Lower optim.lr, check the "
+          + f". Training stopped; {_kept_checkpoint(last_saved)}. Lower optim.lr, check the "
           "data, or use compute_dtype=float32.")
+
+
+def _all_finite(tree) -> jax.Array:
+  flags = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)
+           if jnp.issubdtype(x.dtype, jnp.inexact)]
+  return jnp.all(jnp.stack(flags)) if flags else jnp.bool_(True)
+
+
+@jax.jit
+def _finite_fields(state: state_lib.TrainState) -> dict[str, jax.Array]:
+  return {f.name: _all_finite(getattr(state, f.name)) for f in dataclasses.fields(state)}
+
+
+def _check_state_finite(state, step: int, last_saved: int | None) -> None:
+  """A loss can be finite while the update it produced is not: never checkpoint NaN weights."""
+  bad = [name for name, ok in _finite_fields(state).items() if not bool(parallel.to_host(ok))]
+  if bad:
+    raise NonFiniteLossError(
+        f"non-finite values in {', '.join(bad)} after step {step}; not saving it. Training "
+        f"stopped; {_kept_checkpoint(last_saved)}. Lower optim.lr or check the data.")
+
+
+def check_loop_config(config) -> None:
+  """Clear errors for loop settings that cannot work, warnings for ones that surprise."""
+  for key in ("log_every_steps", "sample_every_steps", "eval_every_steps",
+              "checkpoint_every_steps", "max_to_keep", "keep_every_steps"):
+    value = config[key]
+    if not isinstance(value, int) or value < 0:
+      raise ValueError(f"config.{key} must be an integer >= 0 (0 = never / no limit), got "
+                       f"{value!r}")
+  if config.num_train_steps == 0 or config.num_train_steps < -1:
+    raise ValueError(f"config.num_train_steps must be positive, or -1 for the epochs of the "
+                     f"schedule; got {config.num_train_steps}")
+  every, keep = config.checkpoint_every_steps, config.keep_every_steps
+  if every == 0:
+    logging.warning("checkpoint_every_steps=0: only the last step (and a preemption) is saved; "
+                    "a crash loses the whole run.")
+  elif keep and keep % every:
+    logging.warning("keep_every_steps=%d is not a multiple of checkpoint_every_steps=%d: only "
+                    "steps that are multiples of both are kept.", keep, every)
 
 
 class _Outputs:
@@ -196,11 +264,24 @@ def _sample_batch(config, eval_source, train_source) -> dict[str, np.ndarray]:
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
-  """Trains (resuming from `workdir` when it holds checkpoints); returns a short summary."""
-  workdir_path = pathlib.Path(workdir).absolute()
+  """Trains (resuming from `workdir` when it holds checkpoints); returns a short summary.
+
+  SIGTERM or SIGINT (preemption, Ctrl-C) saves a checkpoint at the current step and returns
+  normally with `summary["preempted"]` set; a NaN or Inf loss raises `NonFiniteLossError`
+  without saving past the last good checkpoint.
+  """
+  check_loop_config(config)
+  # Caught from the start, so that a signal during start-up or the last save is not fatal.
+  with _StopRequest() as stop:
+    return _train(config, pathlib.Path(workdir).absolute(), stop)
+
+
+def _train(config, workdir_path: pathlib.Path, stop: _StopRequest) -> dict[str, Any]:
   main = parallel.is_main_process()
   if main:
     checkpointing.check_writable(workdir_path)
+    if (workdir_path / "checkpoints").is_dir():
+      checkpointing.check_writable(workdir_path / "checkpoints")
   train_source = pipeline.get_source(config, config.data.train_split)
   eval_source = None
   if config.data.eval_split:
@@ -219,13 +300,18 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   train_iter = pipeline.make_train_iterator(config, train_source,
                                             process_index=jax.process_index(),
                                             process_count=jax.process_count())
-  restored = ckpt.restore_latest(exp.abstract_state, train_iter)
+  restored = ckpt.restore_latest(exp.abstract_state, train_iter, set_aside_damaged=True)
   if restored is None:
     state, start = exp.init_state(), 0
+    last_saved = None
     logging.info("Starting a new run in %s. %s", workdir_path, state_lib.describe(state))
   else:
     state, start = restored
+    last_saved = start
     logging.info("Resumed from checkpoint %d in %s", start, workdir_path / "checkpoints")
+    if start >= exp.total_steps:
+      logging.info("Checkpoint %d is already at the end of the run (%d steps): nothing to train.",
+                   start, exp.total_steps)
   outputs = _Outputs(workdir_path, config, enabled=main)
   if main:
     checkpointing.save_config_json(workdir_path, config_dict)
@@ -260,55 +346,62 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   pending: list[tuple[int, dict]] = []
   t_last, s_last = time.perf_counter(), start
   step = start
-  with _StopRequest() as stop:
-    while step < exp.total_steps:
-      local = next(train_iter)
-      batch = parallel.global_batch({"A": local["A"], "B": local["B"]}, exp.batch_sharding)
-      state, metrics = exp.train_step(state, batch)
-      step += 1
-      pending.append((step, metrics))
-      is_last = step == exp.total_steps
-      checkpoint_now = every(config.checkpoint_every_steps, step) or is_last
-      preempted = bool(stop.signal_name) or ckpt.reached_preemption(step)
-      if every(config.log_every_steps, step) or checkpoint_now or preempted:
-        records = _host_metrics(pending)
-        pending = []
-        _check_finite(records)
-        now = time.perf_counter()
-        rate = (step - s_last) / max(now - t_last, 1e-9)
-        t_last, s_last = now, step
-        s, m = records[-1]
-        epoch = s / exp.steps_per_epoch
-        lr = float(exp.lr(s - 1))
-        outputs.append({"kind": "train", "step": s, "epoch": round(epoch, 4), **m, "lr": lr,
-                        "steps_per_sec": rate})
-        logging.info(
-            "step %d/%d (epoch %.2f) | %.2f steps/s, %.1f img/s | ETA %s | G_GAN %.3f "
-            "G_L1 %.3f D_real %.3f D_fake %.3f | D acc real %.2f fake %.2f | lr %.2e",
-            s, exp.total_steps, epoch, rate, rate * config.batch_size,
-            _format_eta((exp.total_steps - s) / max(rate, 1e-9)), m["g_gan"], m["g_l1"],
-            m["d_real"], m["d_fake"], m["d_acc_real"], m["d_acc_fake"], lr)
-      if every(config.sample_every_steps, step) or is_last:
-        write_samples(step)
-      if every(config.eval_every_steps, step):
-        run_eval(step)
-      if every(config.sample_every_steps, step) or every(config.eval_every_steps, step) \
-          or is_last:
-        outputs.report()
-      if checkpoint_now or preempted:
-        ckpt.save(step, state, train_iter, force=True)
-      if preempted:
-        logging.warning("Received %s: saved checkpoint %d in %s; exiting. Relaunch the same "
-                        "command to resume.", stop.signal_name or "preemption notice", step,
-                        workdir_path / "checkpoints")
-        break
+  while step < exp.total_steps:
+    if stop.signal_name and step == start:
+      # Stopped before the first step: the state is checkpoint `start` (or the fresh init).
+      logging.warning("Received %s before the first step; exiting without training. "
+                      "Relaunch the same command to resume.", stop.signal_name)
+      break
+    local = next(train_iter)
+    batch = parallel.global_batch({"A": local["A"], "B": local["B"]}, exp.batch_sharding)
+    state, metrics = exp.train_step(state, batch)
+    step += 1
+    pending.append((step, metrics))
+    is_last = step == exp.total_steps
+    checkpoint_now = every(config.checkpoint_every_steps, step) or is_last
+    preempted = bool(stop.signal_name) or ckpt.reached_preemption(step)
+    if every(config.log_every_steps, step) or checkpoint_now or preempted:
+      records = _host_metrics(pending)
+      pending = []
+      _check_finite(records, last_saved)
+      now = time.perf_counter()
+      rate = (step - s_last) / max(now - t_last, 1e-9)
+      t_last, s_last = now, step
+      s, m = records[-1]
+      epoch = s / exp.steps_per_epoch
+      lr = float(exp.lr(s - 1))
+      outputs.append({"kind": "train", "step": s, "epoch": round(epoch, 4), **m, "lr": lr,
+                      "steps_per_sec": rate})
+      logging.info(
+          "step %d/%d (epoch %.2f) | %.2f steps/s, %.1f img/s | ETA %s | G_GAN %.3f "
+          "G_L1 %.3f D_real %.3f D_fake %.3f | D acc real %.2f fake %.2f | lr %.2e",
+          s, exp.total_steps, epoch, rate, rate * config.batch_size,
+          _format_eta((exp.total_steps - s) / max(rate, 1e-9)), m["g_gan"], m["g_l1"],
+          m["d_real"], m["d_fake"], m["d_acc_real"], m["d_acc_fake"], lr)
+    if every(config.sample_every_steps, step) or is_last:
+      write_samples(step)
+    if every(config.eval_every_steps, step):
+      run_eval(step)
+    if every(config.sample_every_steps, step) or every(config.eval_every_steps, step) \
+        or is_last:
+      outputs.report()
+    if checkpoint_now or preempted:
+      _check_state_finite(state, step, last_saved)
+      ckpt.save(step, state, train_iter, force=True)
+      last_saved = step
+    if preempted:
+      logging.warning("Received %s: saved checkpoint %d in %s; exiting. Relaunch the same "
+                      "command to resume.", stop.signal_name or "preemption notice", step,
+                      workdir_path / "checkpoints")
+      break
   ckpt.close()
   page = outputs.report()
   outputs.close()
   summary = {"step": step, "total_steps": exp.total_steps, "workdir": str(workdir_path),
              "report": page, "preempted": step < exp.total_steps}
   if main:
-    logging.info("Done at step %d. Results page: %s | samples: %s | metrics: %s | checkpoints: "
-                 "%s", step, page, workdir_path / "samples", workdir_path / "metrics.jsonl",
+    logging.info("%s at step %d. Results page: %s | samples: %s | metrics: %s | checkpoints: "
+                 "%s", "Stopped" if summary["preempted"] else "Done", step, page,
+                 workdir_path / "samples", workdir_path / "metrics.jsonl",
                  workdir_path / "checkpoints")
   return summary

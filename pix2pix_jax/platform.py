@@ -10,13 +10,32 @@ from absl import logging
 
 
 def configure(config=None) -> None:
-  """Random bits independent of sharding; deterministic GPU kernels when the config asks."""
+  """Random bits independent of sharding; deterministic GPU kernels when the config asks.
+
+  `config.deterministic` adds `--xla_gpu_deterministic_ops=true` to XLA_FLAGS: XLA:GPU then
+  uses deterministic implementations of scatter, reductions, matrix products and convolutions
+  and does not autotune (a kernel chosen by timing can differ between runs). XLA reads the flag
+  when JAX starts its backend, so entry points call this before creating any array. CPU and TPU
+  ignore it. What it costs: docs/reproducibility.md.
+  """
   jax.config.update("jax_threefry_partitionable", True)
   if config is not None and config.get("deterministic", False):
-    # XLA's deterministic kernels (GPU scatter/reductions); no effect on CPU, slower on GPU.
     flags = os.environ.get("XLA_FLAGS", "")
     if "--xla_gpu_deterministic_ops" not in flags:
+      if _backend_started():
+        logging.warning("config.deterministic is set after JAX started its backend: XLA will "
+                        "not see --xla_gpu_deterministic_ops in this process.")
       os.environ["XLA_FLAGS"] = (flags + " --xla_gpu_deterministic_ops=true").strip()
+    logging.info("Deterministic XLA:GPU kernels requested (XLA_FLAGS=%s)",
+                 os.environ["XLA_FLAGS"])
+
+
+def _backend_started() -> bool:
+  try:
+    from jax._src import xla_bridge  # pylint: disable=import-outside-toplevel
+    return bool(xla_bridge.backends_are_initialized())
+  except (ImportError, AttributeError):  # a JAX without this internal: assume not started
+    return False
 
 
 class _OwnInfoOnly(std_logging.Filter):
