@@ -16,6 +16,10 @@ flags.DEFINE_integer("step", None, "eval/translate/export: checkpoint step (defa
 flags.DEFINE_string("split", None, "eval: split to evaluate (default: config.data.eval_split).")
 flags.DEFINE_string("input", None, "translate: an image file or a folder of images.")
 flags.DEFINE_string("output", None, "translate: output folder; export: artifact path.")
+flags.DEFINE_bool("aligned", False, "translate: inputs are A|B images; use the input half.")
+flags.DEFINE_enum("resize", "crop_size", ["crop_size", "multiple", "none"],
+                  "translate: sizes not divisible by the network's multiple are resized to the "
+                  "training crop (crop_size), to the nearest multiple (multiple), or refused.")
 flags.DEFINE_enum("distributed", "off", ["off", "auto"],
                   "auto: jax.distributed.initialize() detects the cluster (TPU pod, SLURM, ...).")
 flags.DEFINE_string("coordinator_address", "", "host:port of process 0 (explicit multi-process).")
@@ -44,7 +48,7 @@ def main(argv):
     inference.run_eval(FLAGS.config, FLAGS.workdir, step=FLAGS.step, split=FLAGS.split)
   elif FLAGS.mode == "translate":
     inference.run_translate(FLAGS.config, FLAGS.workdir, FLAGS.input, FLAGS.output,
-                            step=FLAGS.step)
+                            step=FLAGS.step, aligned=FLAGS.aligned, resize=FLAGS.resize)
   else:
     inference.run_export(FLAGS.config, FLAGS.workdir, FLAGS.output, step=FLAGS.step)
 

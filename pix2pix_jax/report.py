@@ -392,7 +392,8 @@ def _samples_section(workdir: str) -> str:
   for index, step in enumerate(sorted(by_step, reverse=True)):
     files = by_step[step]
     parts.append(f'<section class="step"><h3 id="step-{step}">step {step}</h3>')
-    for kind, caption in (("train", "training batch"), ("eval", "validation")):
+    for kind, caption in (("train", "fixed samples (validation split when there is one)"),
+                          ("eval", "validation")):
       if kind in files:
         parts.append(_sample_figure(workdir, files[kind], caption, index < _EAGER_SAMPLE_STEPS))
     parts.append("</section>")
