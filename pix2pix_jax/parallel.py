@@ -2,8 +2,9 @@
 
 The batch is sharded along `data`, the train state is replicated. Under `jax.jit` the batch-norm
 statistics of a sharded batch are reduced over the *global* batch by XLA (SyncBatchNorm for free),
-and threefry random bits (partitionable, the default since JAX 0.5) do not depend on the
-sharding, so dropout masks are the same on 1 or 64 devices. A run is therefore the same
+and random bits depend only on the key and the global shape, never on the sharding, so dropout
+masks are the same on 1 or 64 devices (partitionable threefry, JAX's default since 0.5 and set
+by `platform.configure`, lets each device draw just its own shard). A run is therefore the same
 computation whatever the device count, up to floating-point reduction order (docs/scaling.md
 gives the measured tolerance), and a checkpoint written on N devices restores on M.
 
@@ -59,10 +60,15 @@ def maybe_initialize_distributed(coordinator_address: str = "", num_processes: i
           "multi-process launch needs --coordinator_address=HOST:PORT, --num_processes=P and "
           f"--process_id in [0, P) together (got {coordinator_address!r}, {num_processes}, "
           f"{process_id})")
+    logging.info("Joining %d processes as process %d via coordinator %s (waiting up to %d s "
+                 "for all of them)", num_processes, process_id, coordinator_address,
+                 timeouts["initialization_timeout"])
     jax.distributed.initialize(coordinator_address=coordinator_address,
                                num_processes=num_processes, process_id=process_id, **timeouts)
     return True
   if auto:
+    logging.info("Detecting the cluster and joining its processes (waiting up to %d s)",
+                 timeouts["initialization_timeout"])
     jax.distributed.initialize(**timeouts)
     return True
   return False
