@@ -290,8 +290,11 @@ def state_dict_to_variables(state_dict: Mapping[str, Any], module: nn.Module,
   return {"params": variables.get("params", {}), "batch_stats": variables.get("batch_stats", {})}
 
 
+StateDict = "collections.OrderedDict[str, np.ndarray]"
+
+
 def variables_to_state_dict(variables: Mapping[str, Any], module: nn.Module, in_channels: int,
-                            num_batches_tracked: int = 0) -> "collections.OrderedDict[str, np.ndarray]":
+                            num_batches_tracked: int = 0) -> StateDict:
   """The reverse: Flax variables → the authors' state dict (numpy arrays, torch key order).
 
   `num_batches_tracked` (unused by the authors' fixed-momentum BatchNorm) is written as given.
@@ -343,7 +346,7 @@ def torch_state_dict_to_flax(state_dict: Mapping[str, Any], config,
 
 
 def flax_to_torch_state_dict(variables: Mapping[str, Any], config, network: str = "generator",
-                             num_batches_tracked: int = 0) -> "collections.OrderedDict[str, np.ndarray]":
+                             num_batches_tracked: int = 0) -> StateDict:
   """{'params', 'batch_stats'} for `config.model` → the authors' state dict (numpy values)."""
   module, in_channels = _network(config, network)
   return variables_to_state_dict(variables, module, in_channels, num_batches_tracked)
@@ -352,7 +355,7 @@ def flax_to_torch_state_dict(variables: Mapping[str, Any], config, network: str 
 def load_torch_state_dict(path: str) -> dict[str, Any]:
   """Reads a `.pth` state dict on the CPU without executing pickled code (torch required)."""
   try:
-    import torch  # pylint: disable=import-outside-toplevel
+    import torch
   except ImportError as e:
     raise ImportError("reading .pth files needs PyTorch: pip install 'pix2pix-jax[torch]'") from e
   state_dict = torch.load(path, map_location="cpu", weights_only=True)
@@ -380,8 +383,8 @@ def convert_checkpoint(config, net_g_pth: str, net_d_pth: str | None, out_dir: s
   Returns the checkpoint directory.
   """
   # Imported here so that the conversion functions need neither Orbax nor grain.
-  import pathlib  # pylint: disable=import-outside-toplevel
-  from pix2pix_jax import checkpointing, state as state_lib  # pylint: disable=import-outside-toplevel
+  import pathlib
+  from pix2pix_jax import checkpointing, state as state_lib
 
   g_vars = torch_state_dict_to_flax(load_torch_state_dict(net_g_pth), config, "generator")
   d_vars = None
@@ -421,7 +424,7 @@ def convert_checkpoint(config, net_g_pth: str, net_d_pth: str | None, out_dir: s
 
 
 def main(argv) -> None:
-  from absl import app, flags, logging  # pylint: disable=import-outside-toplevel
+  from absl import app, flags, logging
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   f = flags.FLAGS

@@ -414,7 +414,7 @@ def test_training_steps_match_the_authors():
 
 
 def test_converted_checkpoint_restores_like_a_training_checkpoint(tmp_path):
-  from pix2pix_jax import checkpointing  # pylint: disable=import-outside-toplevel
+  from pix2pix_jax import checkpointing
   torch.manual_seed(9)
   config = _config(generator="unet", num_downs=5, ngf=4, ndf=4, norm="batch")
   config.data.crop_size = 32
