@@ -32,6 +32,8 @@ from absl import logging
 STRUCTURAL_KEYS = ("model",)
 # Files every complete step has, relative to the step directory.
 REQUIRED_FILES = ("_CHECKPOINT_METADATA", "state/_METADATA")
+# Config key marking a checkpoint imported from other weights (no data-iterator position).
+IMPORTED_KEY = "imported_from"
 DAMAGED_SUFFIX = ".damaged"
 TMP_SUFFIX = ".orbax-checkpoint-tmp"
 
@@ -169,6 +171,11 @@ class Checkpointer:
     except (ValueError, KeyError, FileNotFoundError, OSError):
       return None
 
+  def _is_imported(self, step: int, saved_config: dict | None) -> bool:
+    """A checkpoint written by `convert.py` from the authors' weights: a state, no data position."""
+    return bool(saved_config and saved_config.get(IMPORTED_KEY)) and not (
+        self.directory / str(step) / "data").exists()
+
   def _missing_files(self, step: int, with_data: bool) -> list[str]:
     step_dir = self.directory / str(step)
     required = list(REQUIRED_FILES)
@@ -197,12 +204,17 @@ class Checkpointer:
               f"checkpoint {s} in {self.directory} was made with a different model:\n"
               + "\n".join(diffs)
               + "\nUse a fresh --workdir, or the config the checkpoint was trained with.")
-      missing = self._missing_files(s, data_iterator is not None)
+      with_data = data_iterator is not None
+      if with_data and self._is_imported(s, saved):
+        logging.info("Checkpoint %d holds weights imported from %s and no data position: the "
+                     "input pipeline starts from its beginning.", s, saved[IMPORTED_KEY])
+        with_data = False
+      missing = self._missing_files(s, with_data)
       if missing:
         self._report_damage(s, failures, f"missing {', '.join(missing)}")
         continue
       items = {"state": ocp.args.StandardRestore(abstract_state)}
-      if data_iterator is not None:
+      if with_data:
         items["data"] = grain.checkpoint.CheckpointRestore(data_iterator)
       try:
         restored = self.manager.restore(s, args=ocp.args.Composite(**items))

@@ -416,6 +416,9 @@ def convert_checkpoint(config, net_g_pth: str, net_d_pth: str | None, out_dir: s
   out = pathlib.Path(out_dir).absolute()
   checkpointing.check_writable(out)
   config_dict = config.to_dict()
+  # Marks the checkpoint as imported: training may resume from it (fine-tuning) without a saved
+  # data position.
+  config_dict[checkpointing.IMPORTED_KEY] = pathlib.Path(net_g_pth).name
   ckpt = checkpointing.Checkpointer(out / "checkpoints", config=config_dict)
   ckpt.save(step, state, force=True)
   ckpt.close()

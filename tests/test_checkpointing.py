@@ -322,3 +322,22 @@ def test_nan_loss_stops_at_its_step_and_keeps_the_last_good_checkpoint(tmp_path,
   assert sorted(os.listdir(workdir / "checkpoints")) == ["2"]
   logged = [json.loads(l)["step"] for l in (workdir / "metrics.jsonl").read_text().splitlines()]
   assert logged == [2]
+
+
+def test_imported_checkpoint_restores_without_a_data_position(tmp_path):
+  # convert.py writes the authors' weights as a state without a data-iterator position; a
+  # training run resuming from it (fine-tuning) starts the input pipeline from the beginning.
+  config = {**MODEL, checkpointing.IMPORTED_KEY: "latest_net_G.pth"}
+  ckpt = _checkpointer(tmp_path / "ckpt", config=config)
+  ckpt.save(0, _state(0), force=True)
+  ckpt.close()
+  ckpt, it = _checkpointer(tmp_path / "ckpt"), _iterator()
+  state, step = ckpt.restore_latest(_abstract(), it)
+  ckpt.close()
+  assert step == 0 and int(next(it)) == 0
+  # Without the import marker, a missing data position is damage, not a fresh start.
+  ckpt = _checkpointer(tmp_path / "plain")
+  ckpt.save(0, _state(0), force=True)
+  ckpt.close()
+  with pytest.raises(checkpointing.CheckpointError, match="no usable checkpoint"):
+    _restore(tmp_path / "plain")
