@@ -32,7 +32,7 @@ def get_config() -> ml_collections.ConfigDict:
 
   # ---- Model
   config.model = model = ml_collections.ConfigDict()
-  model.generator = "unet_256"  # unet_256 | unet_128 | unet (num_downs below)
+  model.generator = "unet_256"  # unet_256 | unet_128 | unet (num_downs) | resnet_9blocks | resnet_6blocks
   model.num_downs = 8  # only for generator="unet"
   model.ngf = 64  # generator base width
   model.discriminator = "basic"  # basic (70×70 PatchGAN) | n_layers | pixel
