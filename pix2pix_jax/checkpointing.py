@@ -183,6 +183,17 @@ class Checkpointer:
       required.append(f"data/process_{jax.process_index()}-of-{jax.process_count()}.json")
     return [name for name in required if not (step_dir / name).is_file()]
 
+  def _position_from_other_process_count(self, step: int) -> dict | None:
+    states = []
+    for path in sorted((self.directory / str(step) / "data").glob("process_*-of-*.json")):
+      try:
+        states.append(json.loads(path.read_text()))
+      except (OSError, json.JSONDecodeError):
+        return None
+    if not states or any(st != states[0] for st in states):
+      return None
+    return states[0]
+
   def restore_latest(self, abstract_state, data_iterator=None, step: int | None = None, *,
                      set_aside_damaged: bool = False):
     """Restores the newest usable checkpoint (or `step`); returns (state, step) or None.
@@ -209,6 +220,13 @@ class Checkpointer:
         logging.info("Checkpoint %d holds weights imported from %s and no data position: the "
                      "input pipeline starts from its beginning.", s, saved[IMPORTED_KEY])
         with_data = False
+      foreign_position = None
+      if with_data and self._missing_files(s, True) and not self._missing_files(s, False):
+        # Saved by a different number of processes: every process's position is the number of
+        # global batches consumed, so any of them continues this run's stream exactly.
+        foreign_position = self._position_from_other_process_count(s)
+        if foreign_position is not None:
+          with_data = False
       missing = self._missing_files(s, with_data)
       if missing:
         self._report_damage(s, failures, f"missing {', '.join(missing)}")
@@ -225,6 +243,10 @@ class Checkpointer:
       if inner_step is not None and inner_step != s:
         self._report_damage(s, failures, f"its state is at step {inner_step}")
         continue
+      if foreign_position is not None:
+        data_iterator.set_state(foreign_position)
+        logging.info("Checkpoint %d was saved by a different number of processes; the input "
+                     "pipeline continues at its position %s.", s, foreign_position)
       if failures:
         logging.warning("Resumed from checkpoint %d after skipping damaged ones:\n%s", s,
                         "\n".join(f"  step {f}: {why}" for f, why in failures))

@@ -341,3 +341,18 @@ def test_imported_checkpoint_restores_without_a_data_position(tmp_path):
   ckpt.close()
   with pytest.raises(checkpointing.CheckpointError, match="no usable checkpoint"):
     _restore(tmp_path / "plain")
+
+
+def test_resume_with_a_different_process_count_continues_the_stream(tmp_path):
+  # A run saved by 2 processes (one position file each, equal positions) resumed by 1 process.
+  _save_steps(tmp_path / "ckpt", [3])
+  data = tmp_path / "ckpt" / "3" / "data"
+  own = data / "process_0-of-1.json"
+  for p in range(2):
+    (data / f"process_{p}-of-2.json").write_text(own.read_text())
+  own.unlink()
+  assert _restore(tmp_path / "ckpt") == (3, 3.0, 3)
+  # Disagreeing positions cannot be continued: the step counts as damaged.
+  (data / "process_1-of-2.json").write_text('{"next_index": 7}')
+  with pytest.raises(checkpointing.CheckpointError, match="no usable checkpoint"):
+    _restore(tmp_path / "ckpt")
