@@ -43,3 +43,24 @@ def run_launch(workdir, *overrides, config=TINY_CONFIG, devices: int = 1, timeou
   if check and result.returncode != 0:
     raise AssertionError(f"launch failed ({result.returncode}):\n{result.stderr[-4000:]}")
   return result
+
+
+def synthetic_batch(n: int = 2, size: int = 32):
+  """A fixed label map → photo batch of `n` synthetic facades, as float arrays in [-1, 1]."""
+  import jax.numpy as jnp
+  import numpy as np
+
+  from pix2pix_jax.data.synthetic import SyntheticFacades
+  source = SyntheticFacades(n, size, seed=0)
+  as_float = lambda key: jnp.asarray(
+      np.stack([source[i][key] for i in range(n)]).astype(np.float32) / 127.5 - 1)
+  return {"A": as_float("b"), "B": as_float("a")}
+
+
+def l1_curve(step, state, batch, steps: int = 40):
+  """(G L1 loss at each of `steps` training steps on one fixed batch, the final state)."""
+  l1 = []
+  for _ in range(steps):
+    state, metrics = step(state, batch)
+    l1.append(float(metrics["g_l1"]))
+  return l1, state

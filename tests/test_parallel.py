@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from helpers import run_launch, tiny_config
+from helpers import l1_curve, run_launch, synthetic_batch, tiny_config
 from pix2pix_jax import parallel
 
 # Runs on different device counts differ only in the order of floating-point reductions (the
@@ -310,7 +310,6 @@ def test_checkpoints_move_between_device_counts(tmp_path_factory):
 
 def test_bfloat16_compute_trains_with_float32_state():
   from pix2pix_jax import loop, models, state as state_lib, train
-  from pix2pix_jax.data.synthetic import SyntheticFacades
   config = tiny_config(**{"optim.lr_policy": "constant"})
   tx = state_lib.make_optimizer(config, 8)
   # Parameters do not depend on the compute dtype: build them with the float32 networks.
@@ -321,14 +320,8 @@ def test_bfloat16_compute_trains_with_float32_state():
   generator = models.make_generator(config, dtype)
   discriminator = models.make_discriminator(config, dtype)
   step = jax.jit(train.bind_train_step(config, generator, discriminator, tx, tx))
-  source = SyntheticFacades(2, 32, seed=0)
-  as_float = lambda key: jnp.asarray(
-      np.stack([source[i][key] for i in range(2)]).astype(np.float32) / 127.5 - 1)
-  batch = {"A": as_float("b"), "B": as_float("a")}  # label map → photo
-  l1 = []
-  for _ in range(40):
-    state, metrics = step(state, batch)
-    l1.append(float(metrics["g_l1"]))
+  batch = synthetic_batch()
+  l1, state = l1_curve(step, state, batch)
   assert np.isfinite(l1).all(), l1
   assert np.mean(l1[-5:]) < 0.85 * np.mean(l1[:5]), l1
   # Parameters, Adam moments and BatchNorm statistics stay float32; only the compute is bf16.

@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from helpers import tiny_config
+from helpers import l1_curve, synthetic_batch, tiny_config
 from pix2pix_jax import losses, models, state as state_lib, train
 
 
@@ -48,15 +48,7 @@ def test_one_step_changes_every_network_and_gives_finite_metrics(tiny):
 
 def test_l1_drops_on_a_fixed_batch():
   state, step = _setup(tiny_config(**{"optim.lr_policy": "constant"}))
-  from pix2pix_jax.data.synthetic import SyntheticFacades
-  source = SyntheticFacades(2, 32, seed=0)
-  as_float = lambda key: jnp.asarray(
-      np.stack([source[i][key] for i in range(2)]).astype(np.float32) / 127.5 - 1)
-  batch = {"A": as_float("b"), "B": as_float("a")}  # label map → photo
-  l1 = []
-  for _ in range(40):
-    state, metrics = step(state, batch)
-    l1.append(float(metrics["g_l1"]))
+  l1, _ = l1_curve(step, state, synthetic_batch())
   assert np.mean(l1[-5:]) < 0.85 * np.mean(l1[:5]), l1
 
 
