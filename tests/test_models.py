@@ -104,6 +104,16 @@ def test_weight_init_follows_authors():
   assert not np.any(variables["params"]["up_0"]["bias"])
 
 
+def test_flat_conv_init_draws_the_same_values_as_flax_normal():
+  # layers.conv_init draws flat for compile speed; it must not change a single initial weight.
+  from pix2pix_jax import layers
+  import flax.linen as nn
+  key = jax.random.key(7)
+  for shape in [(4, 4, 3, 64), (4, 4, 512, 512), (1, 1, 6, 64), (3, 3, 64, 64)]:
+    np.testing.assert_array_equal(layers.conv_init(key, shape),
+                                  nn.initializers.normal(stddev=0.02)(key, shape))
+
+
 def test_unknown_generator_is_a_clear_error():
   from helpers import tiny_config
   config = tiny_config(**{"model.generator": "unet_512"})
