@@ -22,12 +22,13 @@ import json
 import math
 import os
 import pathlib
-import platform as std_platform
 import sys
 import time
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
+
+from bench.common import machine_line  # noqa: E402
 
 # Val images shown in docs/facades_sample.png (file stems of ../shared/data/facades/val; these
 # numbers name the same buildings as in the authors' val split). Three rows keep it < 300 KB.
@@ -62,20 +63,6 @@ def build_config(args):
   config.eval_batch_size = 1  # the authors test at batch 1: paper-mode BN uses one image
   config.tensorboard = True
   return config
-
-
-def machine() -> str:
-  cpu = "unknown CPU"
-  try:
-    for line in open("/proc/cpuinfo"):
-      if line.startswith("model name"):
-        cpu = line.split(":", 1)[1].strip()
-        break
-  except OSError:
-    pass
-  import jax
-  return (f"{cpu}, {os.cpu_count()} cores visible, {jax.default_backend()} backend, "
-          f"{std_platform.system()} {std_platform.release()}, jax {jax.__version__}")
 
 
 def sample_figure(config, workdir: pathlib.Path, result: dict, out_png: str) -> None:
@@ -136,6 +123,7 @@ def main():
   if summary["preempted"]:
     raise SystemExit(f"training stopped at step {summary['step']}; relaunch to resume")
 
+  import jax
   from pix2pix_jax import inference  # after training: a long run need not wait for it
   results = {}
   for mode in ("paper", "eval"):
@@ -150,7 +138,7 @@ def main():
   g_params = models.count_params(translator.g_params)
   record = {
       "date": datetime.date.today().isoformat(),
-      "machine": machine(),
+      "machine": f"{machine_line('jax')}, {jax.default_backend()} backend",
       "steps": summary["step"],
       "epochs": summary["step"] / 400,
       "batch_size": config.batch_size,

@@ -131,7 +131,7 @@ def main() -> None:
   load_after = os.getloadavg()
   notes.append(f"- load average before / after: {load_before[0]:.2f} / {load_after[0]:.2f}")
   sys.path.insert(0, str(common.REPO))
-  header = (f"Machine: {common.machine_line()}. Command: `python bench/inference.py`. One "
+  header = (f"Machine: {common.machine_line('jax', 'torch')}. Command: `python bench/inference.py`. One "
             f"256×256 image, `unet_256`; PyTorch: {args.threads} threads, `torch.no_grad()`.")
   body = "\n".join(lines + [""] + notes)
   print(header)

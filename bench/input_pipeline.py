@@ -12,10 +12,7 @@ step rate in the same file: the pipeline must never be the bottleneck.
 from __future__ import annotations
 
 import argparse
-import datetime
-import os
 import pathlib
-import platform
 import sys
 import tempfile
 import time
@@ -23,11 +20,11 @@ import time
 REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench.common import machine_line, write_section  # noqa: E402
 from configs import default  # noqa: E402
 from pix2pix_jax.data import pipeline  # noqa: E402
 
 FACADES = REPO.parent / "shared" / "data" / "facades"
-START, END = "<!-- input_pipeline:start -->", "<!-- input_pipeline:end -->"
 
 
 def _config(threads: int, batch: int):
@@ -61,16 +58,6 @@ def sources(tmp: str):
     yield "facades, TFDS array_record", tfds_builder.TfdsSource("pix2pix/facades", "train", tmp)
 
 
-def cpu_name() -> str:
-  try:
-    for line in open("/proc/cpuinfo"):
-      if line.startswith("model name"):
-        return line.split(":", 1)[1].strip()
-  except OSError:
-    pass
-  return platform.processor() or "unknown CPU"
-
-
 def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--images", type=int, default=200)
@@ -86,9 +73,8 @@ def main():
       rows.append((name, rates))
       print(name, " ".join(f"{t} threads: {r:.0f} img/s" for t, r in zip(threads, rates)),
             flush=True)
-  table = [f"Measured {datetime.date.today()} on {cpu_name()}, {os.cpu_count()} cores; "
-           f"256-px crops, batch {args.batch}, {args.images} images per cell "
-           "(`python bench/input_pipeline.py --write`).", "",
+  table = [f"Machine: {machine_line('jax', 'grain')}. 256-px crops, batch {args.batch}, "
+           f"{args.images} images per cell (`python bench/input_pipeline.py --write`).", "",
            "| source | " + " | ".join(f"{t} thread{'s' * (t > 1)}" for t in threads) + " |",
            "|---|" + "---:|" * len(threads)]
   for name, rates in rows:
@@ -96,16 +82,7 @@ def main():
   text = "\n".join(table)
   print(text)
   if args.write:
-    path = REPO / "docs" / "benchmarks.md"
-    path.parent.mkdir(exist_ok=True)
-    doc = path.read_text() if path.exists() else "# Benchmarks\n"
-    section = f"{START}\n## Input pipeline\n\n{text}\n{END}"
-    if START in doc and END in doc:
-      doc = doc[:doc.index(START)] + section + doc[doc.index(END) + len(END):]
-    else:
-      doc = doc.rstrip() + "\n\n" + section + "\n"
-    path.write_text(doc)
-
+    write_section("Input pipeline", text)
 
 if __name__ == "__main__":
   main()

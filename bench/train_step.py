@@ -26,43 +26,22 @@ compare ratios measured in one run, never absolute times across runs.
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
 import pathlib
-import platform as std_platform
-import re
 import resource
 import subprocess
 import sys
 import time
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
-DOCS = REPO / "docs" / "benchmarks.md"
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+from common import DOCS, REPO, machine_line, write_section  # noqa: E402,F401
 PROTOCOL = "@@"  # prefix of the workers' protocol lines on stdout; anything else is a log line
 QUIET = 0.10  # a round is quiet when other processes used < 10% of the machine in both blocks
 IMAGE_SIZE = 256
 
 
 # --------------------------------------------------------------------------- shared helpers
-
-def cpu_model() -> str:
-  try:
-    text = pathlib.Path("/proc/cpuinfo").read_text()
-  except OSError:
-    return std_platform.processor() or "unknown CPU"
-  match = re.search(r"^model name\s*:\s*(.+)$", text, re.M)
-  return match.group(1).strip() if match else "unknown CPU"
-
-
-def machine_line() -> str:
-  import jax
-  import torch
-  return (f"{cpu_model()}, {os.cpu_count()} cores, {std_platform.system()} "
-          f"{std_platform.release()}; Python {std_platform.python_version()}, jax "
-          f"{jax.__version__}, torch {torch.__version__}; "
-          f"{datetime.date.today().isoformat()}")
-
 
 def peak_rss_mb() -> float:
   return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
@@ -86,27 +65,6 @@ def random_pair(batch_size: int, seed: int = 0):
   shape = (batch_size, IMAGE_SIZE, IMAGE_SIZE, 3)
   return (rng.uniform(-1, 1, shape).astype(np.float32),
           rng.uniform(-1, 1, shape).astype(np.float32))
-
-
-def write_section(title: str, body: str, path: pathlib.Path = DOCS) -> None:
-  """Replaces the generated block of section `## {title}` in docs/benchmarks.md.
-
-  The block sits between `<!-- {title}: generated -->` and `<!-- {title}: end -->`; text of the
-  section outside it (notes, tables written by hand) and other sections are kept. A missing
-  file or section is created.
-  """
-  begin, end = f"<!-- {title}: generated -->", f"<!-- {title}: end -->"
-  block = f"{begin}\n{body.rstrip()}\n{end}"
-  text = path.read_text() if path.exists() else "# Benchmarks\n"
-  if begin in text and end in text:
-    text = text[:text.index(begin)] + block + text[text.index(end) + len(end):]
-  elif f"\n## {title}\n" in text:
-    start = text.index(f"\n## {title}\n") + len(f"\n## {title}\n")
-    text = text[:start] + "\n" + block + "\n" + text[start:]
-  else:
-    text = text.rstrip() + f"\n\n## {title}\n\n{block}\n"
-  path.parent.mkdir(parents=True, exist_ok=True)
-  path.write_text(text)
 
 
 def cpu_busy_seconds() -> float:
@@ -374,7 +332,7 @@ def main() -> None:
           f"{all_results[bs]['ratio']:.2f}", flush=True)
   body = table(all_results, load_before, os.getloadavg())
   sys.path.insert(0, str(REPO))
-  header = (f"Machine: {machine_line()}. Command: `python bench/train_step.py`. "
+  header = (f"Machine: {machine_line('jax', 'torch')}. Command: `python bench/train_step.py`. "
             f"PyTorch: {args.threads} threads.")
   print(header)
   print(body)

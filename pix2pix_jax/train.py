@@ -12,7 +12,6 @@ and reused for its gradient through `jax.vjp`.
 from __future__ import annotations
 
 import functools
-from typing import Any
 
 import flax.linen as nn
 import jax

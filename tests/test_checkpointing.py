@@ -12,7 +12,6 @@ import sys
 import grain
 import jax
 import jax.numpy as jnp
-import numpy as np
 import pytest
 
 from conftest import REPO_ROOT

@@ -1,7 +1,6 @@
 """Every shipped config loads, is valid, and keeps the paper's settings."""
 
 import importlib.util
-import pathlib
 
 import pytest
 

@@ -1,6 +1,5 @@
 """The input pipeline: the authors' transforms, determinism, sharding across processes, resume."""
 
-import grain
 import numpy as np
 import pytest
 
