@@ -2,7 +2,7 @@
 
 The training loop appends to `workdir/metrics.jsonl` and saves sample grids with
 `save_sample_grid`; `write_report(workdir)` turns both into
-`workdir/index.html` with plots under `workdir/plots/`. The page uses relative
+`workdir/index.html` with plots (drawn by `plots.py`) under `workdir/plots/`. The page uses relative
 links only and no JavaScript, so it opens from `file://` and can be copied
 along with the workdir.
 
@@ -25,6 +25,8 @@ import numpy as np
 from PIL import Image
 from PIL import PngImagePlugin
 
+from pix2pix_jax.plots import EVAL_FIELDS, plot_accuracy, plot_eval, plot_losses, read_metrics
+
 # Red (judged fake) to green (judged real): the reading needs no legend lookup.
 HEATMAP_CMAP = "RdYlGn"
 # Share of the heatmap colour in its tile; the rest is the output in grey, so
@@ -42,12 +44,9 @@ TRAIN_FIELDS = (
     ("step", "step"), ("epoch", "epoch"), ("g_gan", "G GAN"), ("g_l1", "G L1"),
     ("d_real", "D real"), ("d_fake", "D fake"), ("d_acc_real", "D acc real"),
     ("d_acc_fake", "D acc fake"), ("lr", "lr"), ("steps_per_sec", "steps/s"))
-EVAL_FIELDS = (("l1", "L1 \u2193"), ("psnr", "PSNR dB \u2191"), ("ssim", "SSIM \u2191"))
-LOSS_PANELS = (("g_gan", "G GAN"), ("g_l1", "G L1"), ("d_real", "D real"), ("d_fake", "D fake"))
 _SAMPLE_RE = re.compile(r"^(eval_)?step_(\d+)\.png$")
 # Sample steps whose images load with the page; later ones load when scrolled to.
 _EAGER_SAMPLE_STEPS = 3
-_MAX_PLOTTED_POINTS = 3000
 
 
 # ----------------------------------------------------------------------------
@@ -137,165 +136,6 @@ def save_sample_grid(path, inputs, outputs, targets, heatmaps=None) -> None:
   temporary = path + ".tmp"
   Image.fromarray(grid).save(temporary, format="PNG", pnginfo=info, compress_level=6)
   os.replace(temporary, path)
-
-
-# ----------------------------------------------------------------------------
-# Metrics.
-
-def read_metrics(path) -> tuple[list[dict], list[dict]]:
-  """Reads metrics.jsonl into (train records, eval records), each sorted by step.
-
-  Lines that are not complete JSON objects with a numeric "step" (such as a line
-  still being written) are skipped. When a resumed run logs a step again, the
-  later record wins and the earlier run's records from that step on are dropped,
-  so that curves do not fold back on themselves.
-  """
-  try:
-    with open(path, encoding="utf-8", errors="replace") as f:
-      lines = f.read().splitlines()
-  except (FileNotFoundError, IsADirectoryError):
-    return [], []
-  train, evals = [], {}
-  for line in lines:
-    try:
-      record = json.loads(line)
-    except ValueError:
-      continue
-    if not isinstance(record, dict) or not isinstance(record.get("step"), (int, float)):
-      continue
-    if record.get("kind") == "eval":
-      series = evals.setdefault((str(record.get("split")), str(record.get("mode"))), [])
-    elif record.get("kind", "train") == "train":
-      series = train
-    else:
-      continue
-    while series and series[-1]["step"] >= record["step"]:
-      series.pop()
-    series.append(record)
-  eval_records = sorted((r for series in evals.values() for r in series), key=lambda r: r["step"])
-  return train, eval_records
-
-
-def _values(records: list[dict], key: str) -> tuple[np.ndarray, np.ndarray]:
-  """Steps and float values of `key`, NaN where missing or not finite."""
-  steps = np.array([r["step"] for r in records], dtype=np.float64)
-  values = np.full(len(records), np.nan)
-  for i, record in enumerate(records):
-    value = record.get(key)
-    if isinstance(value, (int, float)) and math.isfinite(value):
-      values[i] = value
-  return steps, values
-
-
-def ema(values: np.ndarray, decay: float) -> np.ndarray:
-  """Bias-corrected exponential moving average (as TensorBoard smooths); skips NaN."""
-  smoothed = np.full(len(values), np.nan)
-  average, weight = 0.0, 0.0
-  for i, value in enumerate(values):
-    if not math.isnan(value):
-      average = decay * average + (1.0 - decay) * value
-      weight = decay * weight + (1.0 - decay)
-    if weight > 0:
-      smoothed[i] = average / weight
-  return smoothed
-
-
-def _ema_decay(count: int) -> float:
-  # Averages over ~1/30 of the curve: smooth for long runs, faithful for short ones.
-  return min(0.99, max(0.0, 1.0 - 30.0 / max(count, 1)))
-
-
-# ----------------------------------------------------------------------------
-# Plots.
-
-def _new_figure(rows: int, cols: int, size: tuple[float, float]):
-  # The object-oriented API with an explicit Agg canvas: no pyplot, no global
-  # backend switch, so importing or calling this never affects the caller's plots.
-  from matplotlib.backends.backend_agg import FigureCanvasAgg  # pylint: disable=g-import-not-at-top
-  from matplotlib.figure import Figure  # pylint: disable=g-import-not-at-top
-
-  figure = Figure(figsize=size, dpi=100, layout="constrained")
-  FigureCanvasAgg(figure)
-  axes = figure.subplots(rows, cols, squeeze=False).ravel()
-  for ax in axes:
-    ax.grid(True, alpha=0.3)
-    ax.set_xlabel("step")
-  return figure, axes
-
-
-def _save_figure(figure, path: str) -> None:
-  temporary = path + ".tmp"
-  figure.savefig(temporary, format="png")
-  os.replace(temporary, path)
-
-
-def _plot_raw_and_ema(ax, steps, values, label, colour, log_scale=False):
-  """Draws the raw curve faintly and its EMA on top; clips the view to robust limits."""
-  finite = np.isfinite(values)
-  if not finite.any():
-    ax.text(0.5, 0.5, f"no {label} values", ha="center", va="center", transform=ax.transAxes)
-    return
-  smoothed = ema(values, _ema_decay(int(finite.sum())))
-  # Smooth on every point but draw at most ~_MAX_PLOTTED_POINTS: long runs stay cheap to plot.
-  stride = max(1, len(steps) // _MAX_PLOTTED_POINTS)
-  ax.plot(steps[::stride], values[::stride], color=colour, alpha=0.25, linewidth=0.8)
-  ax.plot(steps[::stride], smoothed[::stride], color=colour, linewidth=1.8, label=f"{label} (EMA)")
-  log_scale = log_scale and bool(np.all(values[finite] > 0))
-  if log_scale:
-    ax.set_yscale("log")
-  # Percentile limits keep a few early spikes from flattening the rest of the curve.
-  low, high = np.percentile(values[finite], [1, 99])
-  low, high = min(low, np.nanmin(smoothed)), max(high, np.nanmax(smoothed))
-  if high > low:
-    if log_scale:
-      ax.set_ylim(low / 1.1, high * 1.1)
-    else:
-      margin = 0.05 * (high - low)
-      ax.set_ylim(low - margin, high + margin)
-
-
-def plot_losses(train: list[dict], path: str) -> None:
-  figure, axes = _new_figure(2, 2, (11.6, 6.5))
-  colours = ("tab:blue", "tab:orange", "tab:green", "tab:red")
-  for ax, (key, label), colour in zip(axes, LOSS_PANELS, colours):
-    steps, values = _values(train, key)
-    _plot_raw_and_ema(ax, steps, values, label, colour, log_scale=(key == "g_l1"))
-    ax.set_title(label + (" (log scale)" if ax.get_yscale() == "log" else ""))
-  figure.suptitle("losses: raw (faint) and EMA")
-  _save_figure(figure, path)
-
-
-def plot_accuracy(train: list[dict], path: str) -> None:
-  figure, axes = _new_figure(1, 1, (11.6, 3.8))
-  ax = axes[0]
-  for key, label, colour in (("d_acc_real", "on real pairs", "tab:green"),
-                             ("d_acc_fake", "on fake pairs", "tab:red")):
-    steps, values = _values(train, key)
-    _plot_raw_and_ema(ax, steps, values, label, colour)
-  ax.axhline(0.5, color="grey", linestyle="--", linewidth=1)
-  ax.set_ylim(-0.02, 1.02)
-  ax.set_ylabel("fraction classified correctly")
-  ax.set_title("discriminator accuracy: raw (faint) and EMA")
-  ax.legend(loc="lower right")
-  _save_figure(figure, path)
-
-
-def _eval_series(evals: list[dict]) -> dict[tuple[str, str], list[dict]]:
-  series = {}
-  for record in evals:
-    series.setdefault((str(record.get("split")), str(record.get("mode"))), []).append(record)
-  return series
-
-
-def plot_eval(evals: list[dict], path: str) -> None:
-  figure, axes = _new_figure(1, 3, (11.6, 3.6))
-  for (split, mode), records in sorted(_eval_series(evals).items()):
-    for ax, (key, label) in zip(axes, EVAL_FIELDS):
-      steps, values = _values(records, key)
-      ax.plot(steps, values, marker="o", markersize=3, label=f"{split}, {mode} mode")
-      ax.set_title(label)
-  axes[0].legend(fontsize="small")
-  _save_figure(figure, path)
 
 
 # ----------------------------------------------------------------------------

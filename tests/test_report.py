@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from pix2pix_jax import plots
 from pix2pix_jax import report
 from pix2pix_jax import tensorboard
 
@@ -101,16 +102,16 @@ def test_read_metrics_skips_partial_lines_and_keeps_the_resumed_run(tmp_path):
   lines += ["not json", "[1, 2]", _train_line(20, g_gan=9.0), _eval_line(20, psnr=99.0),
             _eval_line(20, mode="eval"), _train_line(30, g_gan=8.0), '{"kind": "train", "ste']
   (tmp_path / "metrics.jsonl").write_text("\n".join(lines))
-  train, evals = report.read_metrics(tmp_path / "metrics.jsonl")
+  train, evals = plots.read_metrics(tmp_path / "metrics.jsonl")
   assert [r["step"] for r in train] == [0, 10, 20, 30]
   assert [r["g_gan"] for r in train[2:]] == [9.0, 8.0]
   assert sorted((r["mode"], r["psnr"]) for r in evals) == [("eval", 15.0), ("paper", 99.0)]
-  assert report.read_metrics(tmp_path / "missing.jsonl") == ([], [])
+  assert plots.read_metrics(tmp_path / "missing.jsonl") == ([], [])
 
 
 def test_ema_is_bias_corrected_and_skips_nan():
-  np.testing.assert_allclose(report.ema(np.full(5, 3.0), 0.9), np.full(5, 3.0))
-  smoothed = report.ema(np.array([np.nan, 1.0, np.nan, 1.0]), 0.5)
+  np.testing.assert_allclose(plots.ema(np.full(5, 3.0), 0.9), np.full(5, 3.0))
+  smoothed = plots.ema(np.array([np.nan, 1.0, np.nan, 1.0]), 0.5)
   assert np.isnan(smoothed[0])
   np.testing.assert_allclose(smoothed[1:], [1.0, 1.0, 1.0])
 
