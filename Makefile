@@ -5,6 +5,9 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 WORKDIR ?= runs/quickstart
+# Test processes: most of the suite's time is single-threaded XLA compilation, so two workers
+# nearly halve it on two cores. Each test module runs whole in one worker (--dist loadfile).
+TEST_WORKERS ?= 2
 
 .PHONY: quickstart test install install-test clean
 
@@ -26,7 +29,7 @@ quickstart: $(VENV)/.installed
 	@echo "Results page: $(abspath $(WORKDIR))/index.html"
 
 test: $(VENV)/.installed-test
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile tests
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache
