@@ -159,6 +159,7 @@ def jax_worker(batch_size: int, warmup: int) -> None:
 
   for _ in range(warmup):
     run_step()
+  platform.release_free_host_memory()  # as the training loop does after its first step
   send({"compile_s": compile_s, "flops": float(cost.get("flops", 0.0)),
         "temp_mb": memory.temp_size_in_bytes / 2**20,
         "threads": "XLA default (all cores)", "setup_rss_mb": current_rss_mb()})
@@ -216,6 +217,7 @@ def torch_worker(batch_size: int, warmup: int, threads: int) -> None:
 
   for _ in range(warmup):
     run_step()
+  platform.release_free_host_memory()  # as the training loop does after its first step
   send({"compile_s": None, "flops": None, "temp_mb": None,
         "threads": f"torch.set_num_threads({threads})", "setup_rss_mb": current_rss_mb()})
   serve(run_step)

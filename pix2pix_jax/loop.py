@@ -20,7 +20,8 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from pix2pix_jax import checkpointing, evaluate, models, parallel, state as state_lib, train
+from pix2pix_jax import (checkpointing, evaluate, models, parallel, platform, state as state_lib,
+                         train)
 from pix2pix_jax.data import pipeline
 
 LOSS_KEYS = ("g_gan", "g_l1", "d_real", "d_fake")
@@ -132,7 +133,9 @@ class Experiment:
                                           config.loss.gan_mode, config.eval_mode)
 
   def init_state(self):
-    return self._init()
+    state = jax.block_until_ready(self._init())
+    platform.release_free_host_memory()
+    return state
 
 
 def _host_metrics(pending: list[tuple[int, dict]]) -> list[tuple[int, dict[str, float]]]:
@@ -356,6 +359,9 @@ def _train(config, workdir_path: pathlib.Path, stop: _StopRequest) -> dict[str, 
     batch = parallel.global_batch({"A": local["A"], "B": local["B"]}, exp.batch_sharding)
     state, metrics = exp.train_step(state, batch)
     step += 1
+    if step == start + 1:  # compiled and run once: give back what compilation freed
+      jax.block_until_ready(state)
+      platform.release_free_host_memory()
     pending.append((step, metrics))
     is_last = step == exp.total_steps
     checkpoint_now = every(config.checkpoint_every_steps, step) or is_last

@@ -48,13 +48,18 @@ CONV_FORMS = {
     "lax": layers.conv4x4_lax,
     "im2col": layers.conv4x4_im2col,
     "shifts": layers.conv4x4_shifts,
+    "winograd": lambda x, k, stride: layers.conv4x4_winograd(x, k),
     "dispatch": layers.conv4x4,
 }
 
 
-@pytest.mark.parametrize("form", sorted(CONV_FORMS))
-@pytest.mark.parametrize("stride,hw,cin,cout", [(2, 8, 3, 5), (2, 16, 4, 8), (1, 8, 6, 3),
-                                                (1, 5, 2, 1), (2, 2, 8, 8), (2, 7, 3, 2)])
+CONV_CASES = [(2, 8, 3, 5), (2, 16, 4, 8), (1, 8, 6, 3), (1, 5, 2, 1), (2, 2, 8, 8), (2, 7, 3, 2)]
+
+
+@pytest.mark.parametrize("form,stride,hw,cin,cout", [
+    (form, *case) for form in sorted(CONV_FORMS) for case in CONV_CASES
+    # Winograd takes only stride 2 with H, W divisible by 4 (conv4x4 falls back otherwise).
+    if form != "winograd" or (case[0] == 2 and case[1] % 4 == 0)])
 def test_conv4x4_forms_equal_plain_conv(form, stride, hw, cin, cout):
   key_x, key_k = jax.random.split(jax.random.key(0))
   x = jax.random.normal(key_x, (2, hw, hw, cin))
@@ -63,12 +68,46 @@ def test_conv4x4_forms_equal_plain_conv(form, stride, hw, cin, cout):
                                 lambda x, k: _plain_conv(x, k, stride), x, kernel)
 
 
+@pytest.mark.parametrize("n,h,w,cin,cout", [(1, 4, 4, 2, 3), (1, 12, 8, 5, 7), (3, 8, 20, 16, 4),
+                                             (2, 16, 16, 32, 1)])
+def test_conv4x4_winograd_batch_one_and_non_square(n, h, w, cin, cout):
+  key_x, key_k = jax.random.split(jax.random.key(4))
+  x = jax.random.normal(key_x, (n, h, w, cin))
+  kernel = 0.3 * jax.random.normal(key_k, (4, 4, cin, cout))
+  _assert_same_values_and_grads(layers.conv4x4_winograd, lambda x, k: _plain_conv(x, k, 2),
+                                x, kernel)
+
+
+def test_conv4x4_winograd_rounding_is_small_at_model_scale():
+  # A middle encoder level (fewer pixels): Winograd's extra rounding stays at float32 level.
+  key_x, key_k = jax.random.split(jax.random.key(5))
+  x = jax.random.normal(key_x, (1, 32, 32, 128))
+  kernel = 0.02 * jax.random.normal(key_k, (4, 4, 128, 256))
+  ours, plain = layers.conv4x4_winograd(x, kernel), _plain_conv(x, kernel, 2)
+  assert float(jnp.max(jnp.abs(ours - plain)) / jnp.max(jnp.abs(plain))) < 1e-5
+
+
+@pytest.mark.parametrize("shape,kernel_shape,stride,dtype,expected", [
+    ((4, 128, 128, 64), (4, 4, 64, 128), 2, jnp.float32, True),      # D conv_1 / G down_1
+    ((1, 32, 32, 256), (4, 4, 256, 512), 2, jnp.float32, True),      # G down_3 at batch 1
+    ((4, 256, 256, 3), (4, 4, 3, 64), 2, jnp.float32, False),        # too few input channels
+    ((1, 16, 16, 512), (4, 4, 512, 512), 2, jnp.float32, False),     # fewer pixels than channels
+    ((1, 32, 32, 256), (4, 4, 256, 512), 1, jnp.float32, False),     # stride 1
+    ((1, 30, 32, 256), (4, 4, 256, 512), 2, jnp.float32, False),     # H not divisible by 4
+    ((4, 128, 128, 64), (4, 4, 64, 128), 2, jnp.bfloat16, False),    # float32 only
+])
+def test_winograd_dispatch(shape, kernel_shape, stride, dtype, expected):
+  assert layers.use_winograd(shape, kernel_shape, stride, dtype) == expected
+
+
 # Shapes on both sides of every formulation threshold, through the Flax module.
 @pytest.mark.parametrize("stride,n,hw,cin,cout", [
     (2, 2, 64, 3, 8),    # 2·32·32 output pixels ≥ CONV_MIN_PIXELS: lax.conv
     (2, 1, 32, 4, 8),    # 16·16: im2col
     (1, 1, 33, 2, 5),    # 32·32 at stride 1: lax.conv
     (1, 1, 12, 4, 1),    # one output channel: output-side shifts
+    (2, 2, 16, 16, 8),   # 16 channels, 2·8·8 ≥ 16 output pixels, 16 divisible by 4: Winograd
+    (2, 1, 18, 16, 8),   # same, but 18 not divisible by 4: fallback (lax.conv / im2col)
 ])
 def test_conv4x4_module_equals_plain_conv(stride, n, hw, cin, cout):
   key_x, key_p = jax.random.split(jax.random.key(0))
