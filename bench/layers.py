@@ -24,6 +24,7 @@ import jax.numpy as jnp
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 from pix2pix_jax import layers  # pylint: disable=wrong-import-position
+from pix2pix_jax.winograd import conv4x4_s1_winograd  # pylint: disable=wrong-import-position
 
 Conv = Callable[[jax.Array, jax.Array], jax.Array]
 
@@ -51,6 +52,8 @@ def conv_forms(h: int, stride: int) -> dict[str, Conv]:
   }
   if stride == 2 and h % 4 == 0:
     forms["winograd"] = layers.conv4x4_winograd
+  if stride == 1:
+    forms["winograd_s1"] = conv4x4_s1_winograd
   return forms
 
 

@@ -175,3 +175,105 @@ def _conv4x4_winograd_bwd(res, dy):
 
 
 conv4x4_winograd.defvjp(_conv4x4_winograd_fwd, _conv4x4_winograd_bwd)
+
+
+# Stride 1. With output row i = 2t + r and tap kh = 2a + p, y[i] = Σ xp[2(t + a) + r + p]·W[kh]:
+# for each a, the output pair (r = 0, 1) of tile t is an F(2, 2) problem on the padded input's
+# 2-row blocks t + a and t + a + 1 with taps (W[2a], W[2a + 1]). So the input transform is
+# computed once per block position b (tiles 0 .. T, T = ceil((H - 1) / 2)), and each of the 9
+# transformed positions is one matrix product whose contraction runs over (a, b, Cin): the four
+# tile-shifted copies of U side by side on channels (4·Cin), against V[a, b], the transformed 2×2
+# sub-kernels W[2a:2a + 2, 2b:2b + 2]. 9·4 products per 2×2 output tile instead of 4·16.
+
+def _s1_tiles(t: int) -> int:
+  """Output tiles along one axis for input size `t + 1`: ceil((H - 1) / 2)."""
+  return (t + 1) // 2
+
+
+def _s1_winograd_tiles(x: jax.Array) -> jax.Array:
+  """(N, H, W, C) → (9, N·T·T', 4C): per transform, U at tiles (t + a, u + b), laid out (a, b, c)."""
+  n, h, w, c = x.shape
+  th, tw = _s1_tiles(h - 1), _s1_tiles(w - 1)
+  # Padded by 1 before and up to 2(T + 2) rows after (the extra rows meet only dropped outputs).
+  xp = jnp.pad(x, ((0, 0), (1, 2 * th + 3 - h), (1, 2 * tw + 3 - w), (0, 0)))
+  xp = xp.reshape(n, th + 2, 2, tw + 2, 2, c)
+  rows = _f22_input(xp, 1)                                    # (n, th + 1, tw + 2, 2, c)
+  u = jnp.zeros((9, n * th * tw, 4 * c), x.dtype)
+  for i, col in enumerate(col for r in rows for col in _f22_input(r, 2)):  # (n, th+1, tw+1, c)
+    for a in range(2):
+      for b in range(2):
+        s = col[:, a:a + th, b:b + tw].reshape(1, n * th * tw, c)
+        u = jax.lax.dynamic_update_slice(u, s, (i, 0, (2 * a + b) * c))
+  return u
+
+
+def _s1_winograd_tiles_t(du: jax.Array, shape: tuple[int, ...]) -> jax.Array:
+  """Transpose of `_s1_winograd_tiles`: its cotangent → x's."""
+  n, h, w, c = shape
+  th, tw = _s1_tiles(h - 1), _s1_tiles(w - 1)
+  du = du.reshape(9, n, th, tw, 4, c)
+  dus = []
+  for i in range(9):
+    acc = None
+    for a in range(2):
+      for b in range(2):
+        term = jnp.pad(du[i, :, :, :, 2 * a + b], ((0, 0), (a, 1 - a), (b, 1 - b), (0, 0)))
+        acc = term if acc is None else acc + term
+    dus.append(acc)                                           # (n, th + 1, tw + 1, c)
+  xp = _f22_input_t([dus[3 * i:3 * i + 3] for i in range(3)], 1, 2)
+  xp = xp.reshape(n, 2 * th + 4, 2 * tw + 4, c)
+  return xp[:, 1:h + 1, 1:w + 1]
+
+
+def _s1_winograd_filter(kernel: jax.Array) -> jax.Array:
+  """HWIO (4, 4, C, O) → V, (9, 4C, O): rows (a, b, c), F(2, 2) transforms over (p, q)."""
+  c, cout = kernel.shape[2:]
+  k = kernel.reshape(2, 2, 2, 2, c, cout)                     # (a, p, b, q, c, o)
+  kr = [k[:, 0], k[:, 0] + k[:, 1], k[:, 1]]                  # (a, b, q, c, o)
+  return _stack([kk.reshape(4 * c, cout)
+                 for r in kr for kk in (r[:, :, 0], r[:, :, 0] + r[:, :, 1], r[:, :, 1])])
+
+
+def _s1_winograd_filter_t(dv: jax.Array) -> jax.Array:
+  c, cout = dv.shape[1] // 4, dv.shape[2]
+  dv = dv.reshape(3, 3, 2, 2, c, cout)
+  dk = [[dv[i, 0] + dv[i, 1], dv[i, 1] + dv[i, 2]] for i in range(3)]   # dk[i][q]: (a, b, c, o)
+  dk = [[dk[0][q] + dk[1][q] for q in range(2)], [dk[1][q] + dk[2][q] for q in range(2)]]
+  dk = _stack([_stack(dk[p], 2) for p in range(2)], 1)        # (a, p, b, q, c, o)
+  return dk.reshape(4, 4, c, cout)
+
+
+@jax.custom_vjp
+def conv4x4_s1_winograd(x: jax.Array, kernel: jax.Array) -> jax.Array:
+  """Stride-1 4×4 conv with padding 1 (output (H - 1)×(W - 1)) as Winograd F(2×2, 2×2).
+
+  Each 2×2 output tile is the sum over the kernel's four 2×2 sub-kernels (a, b) of an F(2×2,
+  2×2) problem on the input transformed at tile (t + a, u + b); the input transform is computed
+  once per tile position and the sum over (a, b) is part of each of the 9 matrix products
+  (contraction 4·Cin). ~0.6× the direct FLOPs at 32×32, forward and backward; ±1 coefficients
+  only. The gradient is written by hand, as for `conv4x4_winograd`.
+  """
+  return _conv4x4_s1_winograd_fwd(x, kernel)[0]
+
+
+def _conv4x4_s1_winograd_fwd(x, kernel):
+  n, h, w, _ = x.shape
+  th, tw = _s1_tiles(h - 1), _s1_tiles(w - 1)
+  u, v = _s1_winograd_tiles(x), _s1_winograd_filter(kernel)
+  m = jax.lax.dot_general(u, v, _BATCHED,
+                          preferred_element_type=jnp.float32 if x.dtype == jnp.float32 else None)
+  y = _winograd_output(m, n, th, tw)[:, :h - 1, :w - 1]
+  return y.astype(x.dtype), (u, v, x.shape[1:3])
+
+
+def _conv4x4_s1_winograd_bwd(res, dy):
+  u, v, (h, w) = res
+  n, ho, wo, _ = dy.shape
+  th, tw = _s1_tiles(h - 1), _s1_tiles(w - 1)
+  dm = _winograd_output_t(jnp.pad(dy, ((0, 0), (0, 2 * th - ho), (0, 2 * tw - wo), (0, 0))))
+  du = jax.lax.dot_general(dm, v.transpose(0, 2, 1), _BATCHED)
+  dv = jax.lax.dot_general(u, dm, (((1,), (1,)), ((0,), (0,))))
+  return _s1_winograd_tiles_t(du, (n, h, w, u.shape[-1] // 4)), _s1_winograd_filter_t(dv)
+
+
+conv4x4_s1_winograd.defvjp(_conv4x4_s1_winograd_fwd, _conv4x4_s1_winograd_bwd)

@@ -49,6 +49,7 @@ CONV_FORMS = {
     "im2col": layers.conv4x4_im2col,
     "shifts": layers.conv4x4_shifts,
     "winograd": lambda x, k, stride: layers.conv4x4_winograd(x, k),
+    "winograd_s1": lambda x, k, stride: layers.conv4x4_s1_winograd(x, k),
     "dispatch": layers.conv4x4,
 }
 
@@ -58,8 +59,10 @@ CONV_CASES = [(2, 8, 3, 5), (2, 16, 4, 8), (1, 8, 6, 3), (1, 5, 2, 1), (2, 2, 8,
 
 @pytest.mark.parametrize("form,stride,hw,cin,cout", [
     (form, *case) for form in sorted(CONV_FORMS) for case in CONV_CASES
-    # Winograd takes only stride 2 with H, W divisible by 4 (conv4x4 falls back otherwise).
-    if form != "winograd" or (case[0] == 2 and case[1] % 4 == 0)])
+    # Winograd takes only stride 2 with H, W divisible by 4 (conv4x4 falls back otherwise);
+    # the stride-1 Winograd only stride 1.
+    if (form != "winograd" or (case[0] == 2 and case[1] % 4 == 0))
+    and (form != "winograd_s1" or case[0] == 1)])
 def test_conv4x4_forms_equal_plain_conv(form, stride, hw, cin, cout):
   key_x, key_k = jax.random.split(jax.random.key(0))
   x = jax.random.normal(key_x, (2, hw, hw, cin))
@@ -87,12 +90,40 @@ def test_conv4x4_winograd_rounding_is_small_at_model_scale():
   assert float(jnp.max(jnp.abs(ours - plain)) / jnp.max(jnp.abs(plain))) < 1e-5
 
 
+@pytest.mark.parametrize("n,h,w,cin,cout", [(1, 2, 2, 3, 2), (1, 4, 4, 2, 3), (1, 9, 6, 5, 7),
+                                             (3, 7, 12, 16, 4), (2, 16, 16, 32, 8),
+                                             (1, 33, 31, 8, 1)])
+def test_conv4x4_s1_winograd_odd_even_batch_one_and_non_square(n, h, w, cin, cout):
+  key_x, key_k = jax.random.split(jax.random.key(6))
+  x = jax.random.normal(key_x, (n, h, w, cin))
+  kernel = 0.3 * jax.random.normal(key_k, (4, 4, cin, cout))
+  _assert_same_values_and_grads(layers.conv4x4_s1_winograd, lambda x, k: _plain_conv(x, k, 1),
+                                x, kernel)
+
+
+def test_conv4x4_s1_winograd_rounding_is_small_at_model_scale():
+  # The PatchGAN's stride-1 conv_3 at 256 px (32×32×256 → 31×31×512): values and gradients.
+  key_x, key_k, key_dy = jax.random.split(jax.random.key(7), 3)
+  x = jax.random.normal(key_x, (1, 32, 32, 256))
+  kernel = 0.02 * jax.random.normal(key_k, (4, 4, 256, 512))
+  dy = jax.random.normal(key_dy, (1, 31, 31, 512))
+  rel = lambda a, b: float(jnp.max(jnp.abs(a - b)) / jnp.max(jnp.abs(b)))
+  ours, vjp_ours = jax.vjp(layers.conv4x4_s1_winograd, x, kernel)
+  plain, vjp_plain = jax.vjp(lambda x, k: _plain_conv(x, k, 1), x, kernel)
+  assert rel(ours, plain) < 1e-5
+  for a, b in zip(vjp_ours(dy), vjp_plain(dy)):
+    assert rel(a, b) < 1e-5
+
+
 @pytest.mark.parametrize("shape,kernel_shape,stride,dtype,expected", [
     ((4, 128, 128, 64), (4, 4, 64, 128), 2, jnp.float32, True),      # D conv_1 / G down_1
     ((1, 32, 32, 256), (4, 4, 256, 512), 2, jnp.float32, True),      # G down_3 at batch 1
     ((4, 256, 256, 3), (4, 4, 3, 64), 2, jnp.float32, False),        # too few input channels
     ((1, 16, 16, 512), (4, 4, 512, 512), 2, jnp.float32, False),     # fewer pixels than channels
-    ((1, 32, 32, 256), (4, 4, 256, 512), 1, jnp.float32, False),     # stride 1
+    ((1, 32, 32, 256), (4, 4, 256, 512), 1, jnp.float32, True),      # D conv_3 (stride 1)
+    ((1, 31, 31, 512), (4, 4, 512, 1), 1, jnp.float32, False),       # D conv_4: one channel
+    ((1, 33, 33, 2), (4, 4, 2, 5), 1, jnp.float32, False),           # stride 1, few channels
+    ((1, 32, 32, 256), (4, 4, 256, 512), 1, jnp.bfloat16, False),    # stride 1, float32 only
     ((1, 30, 32, 256), (4, 4, 256, 512), 2, jnp.float32, False),     # H not divisible by 4
     ((4, 128, 128, 64), (4, 4, 64, 128), 2, jnp.bfloat16, False),    # float32 only
 ])
@@ -108,6 +139,7 @@ def test_winograd_dispatch(shape, kernel_shape, stride, dtype, expected):
     (1, 1, 12, 4, 1),    # one output channel: output-side shifts
     (2, 2, 16, 16, 8),   # 16 channels, 2·8·8 ≥ 16 output pixels, 16 divisible by 4: Winograd
     (2, 1, 18, 16, 8),   # same, but 18 not divisible by 4: fallback (lax.conv / im2col)
+    (1, 1, 9, 16, 8),    # stride 1, 16 channels, 8·8 ≥ 16 output pixels: stride-1 Winograd
 ])
 def test_conv4x4_module_equals_plain_conv(stride, n, hw, cin, cout):
   key_x, key_p = jax.random.split(jax.random.key(0))
