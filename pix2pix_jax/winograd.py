@@ -1,10 +1,16 @@
-"""Winograd F(2×2, 2×2) for the 4×4 stride-2 convolution, with a hand-written gradient.
+"""Winograd F(2×2, 2×2) for the 4×4 stride-2 and stride-1 convolutions, with their gradients.
 
 Padded by 1 and space-to-depth'ed (2×2 blocks → 4·Cin channels), a 4×4 stride-2 convolution is
 a 2×2 stride-1 one, and Winograd's minimal filtering computes each 2×2 output tile of it with 9
 matrix products instead of 16: 0.5625× the FLOPs, forward and backward. Every transform has
 only ±1 coefficients, so the result rounds like a sum of a few more terms (relative error ~1e-6
 against `lax.conv`; `tests/test_layers.py`). `layers.conv4x4` decides where it is used.
+
+The stride-1 4×4 convolution (`conv4x4_s1_winograd`) reuses the same transforms: with output
+row 2t + r and tap 2a + p, each 2×2 output tile is the sum over the four 2×2 sub-kernels (a, b)
+of an F(2×2, 2×2) problem on input tile (t + a, u + b), so the input transform is computed once
+per tile and the sum over (a, b) becomes part of each of the 9 matrix products (contraction
+4·Cin): ~0.6× the direct FLOPs at 32×32.
 
 XLA:CPU materialises every operand of a concatenate and then copies them again, and autodiff's
 transposes of the transforms are slow, so the transforms here are written to be single fusions:
@@ -135,7 +141,8 @@ def _winograd_output_t(dy: jax.Array) -> jax.Array:
   n, ho, wo, cout = dy.shape
   dy = dy.reshape(n, ho // 2, 2, wo // 2, 2, cout)
   rows = [dy[:, :, 0], dy[:, :, 0] + dy[:, :, 1], dy[:, :, 1]]    # (n, th, tw, 2, cout)
-  dm = _stack([col for r in rows for col in (r[..., 0, :], r[..., 0, :] + r[..., 1, :], r[..., 1, :])])
+  dm = _stack([col for r in rows
+               for col in (r[..., 0, :], r[..., 0, :] + r[..., 1, :], r[..., 1, :])])
   return dm.reshape(9, -1, cout)
 
 
@@ -191,7 +198,8 @@ def _s1_tiles(t: int) -> int:
 
 
 def _s1_winograd_tiles(x: jax.Array) -> jax.Array:
-  """(N, H, W, C) → (9, N·T·T', 4C): per transform, U at tiles (t + a, u + b), laid out (a, b, c)."""
+  """(N, H, W, C) → (9, N·T·T', 4C): per transform, U at tiles (t + a, u + b), laid out
+  (a, b, c)."""
   n, h, w, c = x.shape
   th, tw = _s1_tiles(h - 1), _s1_tiles(w - 1)
   # Padded by 1 before and up to 2(T + 2) rows after (the extra rows meet only dropped outputs).
