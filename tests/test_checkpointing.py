@@ -5,6 +5,7 @@ import errno
 import json
 import logging
 import os
+import pathlib
 import shutil
 import subprocess
 import sys
@@ -222,7 +223,7 @@ def test_unwritable_workdir_fails_before_training(tmp_path):
     loop.train_and_evaluate(tiny_config(), str(blocker / "run"))
 
 
-def test_read_only_workdir_fails_before_training(tmp_path):
+def test_read_only_workdir_fails_before_training(tmp_path, monkeypatch):
   workdir = tmp_path / "run"
   (workdir / "checkpoints").mkdir(parents=True)
   (workdir / "checkpoints").chmod(0o555)
@@ -232,12 +233,21 @@ def test_read_only_workdir_fails_before_training(tmp_path):
     except PermissionError:
       pass
     else:
-      pytest.skip("permissions are not enforced for this user (root): chmod cannot make a "
-                  "read-only directory")
+      # Root ignores directory permissions: let the OS refuse the write as it would anyone else.
+      (workdir / "checkpoints" / "probe").unlink()
+      write_bytes = pathlib.Path.write_bytes
+
+      def refuse_in_checkpoints(path, data):
+        if path.parent == workdir / "checkpoints":
+          raise PermissionError(errno.EACCES, "Permission denied", str(path))
+        return write_bytes(path, data)
+
+      monkeypatch.setattr(pathlib.Path, "write_bytes", refuse_in_checkpoints)
     with pytest.raises(checkpointing.CheckpointError,
                        match=f"cannot write to {workdir}/checkpoints: Permission denied"):
       loop.train_and_evaluate(tiny_config(), str(workdir))
     assert os.listdir(workdir) == ["checkpoints"]
+    assert os.listdir(workdir / "checkpoints") == []
   finally:
     (workdir / "checkpoints").chmod(0o755)
 
