@@ -4,7 +4,7 @@
 
 A 64-px U-Net (6 levels, base width 32) and 70×70-style PatchGAN trained for 2,000 steps at
 batch 4; on 2 quiet CPU cores it takes about 3½ minutes (2026-11-23: 200 s including compilation,
-12 steps/s); val L1 0.27 throughout, SSIM 0.32 at step 500 and 0.37 at the end; the
+12 steps/s); val L1 0.27 throughout, SSIM 0.32 at step 500 and 0.36–0.37 at the end; the
 samples on the results page (runs/quickstart/index.html) clearly resemble their targets.
 """
 
