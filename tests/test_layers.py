@@ -71,13 +71,18 @@ def test_conv4x4_forms_equal_plain_conv(form, stride, hw, cin, cout):
                                 lambda x, k: _plain_conv(x, k, stride), x, kernel)
 
 
-@pytest.mark.parametrize("n,h,w,cin,cout", [(1, 4, 4, 2, 3), (1, 12, 8, 5, 7), (3, 8, 20, 16, 4),
-                                             (2, 16, 16, 32, 1)])
-def test_conv4x4_winograd_batch_one_and_non_square(n, h, w, cin, cout):
-  key_x, key_k = jax.random.split(jax.random.key(4))
+WINOGRAD_FORMS = {2: layers.conv4x4_winograd, 1: layers.conv4x4_s1_winograd}
+
+
+@pytest.mark.parametrize("stride,n,h,w,cin,cout", [
+    (2, 1, 4, 4, 2, 3), (2, 1, 12, 8, 5, 7), (2, 3, 8, 20, 16, 4), (2, 2, 16, 16, 32, 1),
+    (1, 1, 2, 2, 3, 2), (1, 1, 4, 4, 2, 3), (1, 1, 9, 6, 5, 7), (1, 3, 7, 12, 16, 4),
+    (1, 2, 16, 16, 32, 8), (1, 1, 33, 31, 8, 1)])
+def test_winograd_batch_one_odd_and_non_square(stride, n, h, w, cin, cout):
+  key_x, key_k = jax.random.split(jax.random.key(4 + stride))
   x = jax.random.normal(key_x, (n, h, w, cin))
   kernel = 0.3 * jax.random.normal(key_k, (4, 4, cin, cout))
-  _assert_same_values_and_grads(layers.conv4x4_winograd, lambda x, k: _plain_conv(x, k, 2),
+  _assert_same_values_and_grads(WINOGRAD_FORMS[stride], lambda x, k: _plain_conv(x, k, stride),
                                 x, kernel)
 
 
@@ -88,17 +93,6 @@ def test_conv4x4_winograd_rounding_is_small_at_model_scale():
   kernel = 0.02 * jax.random.normal(key_k, (4, 4, 128, 256))
   ours, plain = layers.conv4x4_winograd(x, kernel), _plain_conv(x, kernel, 2)
   assert float(jnp.max(jnp.abs(ours - plain)) / jnp.max(jnp.abs(plain))) < 1e-5
-
-
-@pytest.mark.parametrize("n,h,w,cin,cout", [(1, 2, 2, 3, 2), (1, 4, 4, 2, 3), (1, 9, 6, 5, 7),
-                                             (3, 7, 12, 16, 4), (2, 16, 16, 32, 8),
-                                             (1, 33, 31, 8, 1)])
-def test_conv4x4_s1_winograd_odd_even_batch_one_and_non_square(n, h, w, cin, cout):
-  key_x, key_k = jax.random.split(jax.random.key(6))
-  x = jax.random.normal(key_x, (n, h, w, cin))
-  kernel = 0.3 * jax.random.normal(key_k, (4, 4, cin, cout))
-  _assert_same_values_and_grads(layers.conv4x4_s1_winograd, lambda x, k: _plain_conv(x, k, 1),
-                                x, kernel)
 
 
 def test_conv4x4_s1_winograd_rounding_is_small_at_model_scale():
