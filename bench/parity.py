@@ -245,6 +245,23 @@ def window_means(history: dict, steps: int, windows: int = 4) -> list[tuple[str,
   return rows
 
 
+def _window_table(windows) -> list[str]:
+  """Markdown rows of the mean losses per window of steps, both implementations."""
+  lines = ["| steps | impl | G GAN | G L1 (×100) | D real | D fake |", "|---|---|---|---|---|---|"]
+  for span, row in windows:
+    for impl in ("torch", "jax"):
+      v = row[impl]
+      lines.append(f"| {span} | {impl} | {v['g_gan']:.3f} | {v['g_l1']:.2f} | "
+                   f"{v['d_real']:.3f} | {v['d_fake']:.3f} |")
+  return lines
+
+
+def _distance_table(distances) -> list[str]:
+  return ["| step | " + " | ".join(str(s) for s, _ in distances) + " |",
+          "|---|" + "---|" * len(distances),
+          "| distance | " + " | ".join(f"{d:.3g}" for _, d in distances) + " |"]
+
+
 def write_markdown(path: pathlib.Path, args, summary: dict, png_name: str) -> None:
   lines = [
       "# Training parity with the authors' PyTorch code",
@@ -266,15 +283,7 @@ def write_markdown(path: pathlib.Path, args, summary: dict, png_name: str) -> No
       "",
       "## Losses, averaged over windows of steps",
       "",
-      "| steps | impl | G GAN | G L1 (×100) | D real | D fake |",
-      "|---|---|---|---|---|---|",
-  ]
-  for span, row in summary["windows"]:
-    for impl in ("torch", "jax"):
-      v = row[impl]
-      lines.append(f"| {span} | {impl} | {v['g_gan']:.3f} | {v['g_l1']:.2f} | "
-                   f"{v['d_real']:.3f} | {v['d_fake']:.3f} |")
-  lines += [
+      *_window_table(summary["windows"]),
       "",
       "## Validation L1 after training (100 val images, output vs photo, [-1, 1] scale)",
       "",
@@ -294,9 +303,7 @@ def write_markdown(path: pathlib.Path, args, summary: dict, png_name: str) -> No
       "lr·sign(g) per weight) turns that into a large distance at once; the loss curves and "
       "the validation L1 are the comparison that matters here.",
       "",
-      "| step | " + " | ".join(str(s) for s, _ in summary["distances"]) + " |",
-      "|---|" + "---|" * len(summary["distances"]),
-      "| distance | " + " | ".join(f"{d:.3g}" for _, d in summary["distances"]) + " |",
+      *_distance_table(summary["distances"]),
       "",
       f"Time per step (interleaved, same {summary['cpus']}-core CPU): PyTorch "
       f"{summary['sec_per_step']['torch'] * 1e3:.0f} ms, JAX "
@@ -315,18 +322,10 @@ def write_markdown(path: pathlib.Path, args, summary: dict, png_name: str) -> No
         "Dropout off in both, everything else equal: the two trajectories start identical up "
         "to float32 round-off, which the adversarial game then amplifies.",
         "",
-        "| step | " + " | ".join(str(s) for s, _ in nd["distances"]) + " |",
-        "|---|" + "---|" * len(nd["distances"]),
-        "| distance | " + " | ".join(f"{d:.3g}" for _, d in nd["distances"]) + " |",
+        *_distance_table(nd["distances"]),
         "",
-        "| steps | impl | G GAN | G L1 (×100) | D real | D fake |",
-        "|---|---|---|---|---|---|",
+        *_window_table(nd["windows"]),
     ]
-    for span, row in nd["windows"]:
-      for impl in ("torch", "jax"):
-        v = row[impl]
-        lines.append(f"| {span} | {impl} | {v['g_gan']:.3f} | {v['g_l1']:.2f} | "
-                     f"{v['d_real']:.3f} | {v['d_fake']:.3f} |")
     lines += ["", "Validation L1 (eval mode / paper mode): " + ", ".join(
         f"{impl} {nd['val_l1'][impl]['eval']:.4f} / {nd['val_l1'][impl]['paper']:.4f}"
         for impl in ("torch", "jax")) + ".", ""]
