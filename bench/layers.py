@@ -24,7 +24,7 @@ import jax.numpy as jnp
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 from pix2pix_jax import layers  # pylint: disable=wrong-import-position
-from pix2pix_jax.winograd import conv4x4_s1_winograd  # pylint: disable=wrong-import-position
+from pix2pix_jax.winograd import conv4x4_s1_winograd, conv_transpose4x4_winograd  # pylint: disable=wrong-import-position
 
 Conv = Callable[[jax.Array, jax.Array], jax.Array]
 
@@ -63,6 +63,8 @@ def transposed_forms(h: int) -> dict[str, Conv]:
       "col2im": layers.conv_transpose4x4_col2im,
       "taps": layers.conv_transpose4x4_taps,
   }
+  if h % 2 == 0:
+    forms["winograd"] = conv_transpose4x4_winograd
   return forms
 
 

@@ -31,9 +31,14 @@ in docs/benchmarks.md):
   rounds like a sum of a few more terms (relative error ~1e-6). The gradient is written by hand
   (it is Winograd-shaped too) so that each transform is one XLA fusion; the transforms still
   cost memory traffic, so it loses for tiny Cin (the first layers) and when the 2.25× larger
-  transformed kernel outweighs the pixels (the bottleneck). The transposed convolution as four
-  sub-pixel phases of F(2×2, 2×2) measured slower than col2im / tap-batched at every decoder
-  shape, so it is not used.
+  transformed kernel outweighs the pixels (the bottleneck).
+* transposed Winograd (`conv_transpose4x4_winograd`), for transposed convolutions with H, W
+  even and at least as many input pixels as input channels (under the same channel and dtype
+  conditions; the decoder's `up_1`–`up_3` at batch 4). A transposed convolution is the adjoint
+  of a stride-2 one, so its forward pass is `conv4x4_winograd`'s input-gradient path and its
+  gradient that conv's forward pass: the same 9 products per tile, 0.5625× the FLOPs. (Written
+  instead as four sub-pixel phases of F(2×2, 2×2), each with its own input transform and an
+  autodiff gradient, it was slower than col2im at every decoder shape.)
 * stride-1 Winograd (`conv4x4_s1_winograd`), for stride-1 convolutions under the same channel,
   pixel and dtype conditions (`use_winograd`; the PatchGAN's conv_3). With output row 2t + r and
   tap 2a + p, each 2×2 output tile is the sum over the four 2×2 sub-kernels (a, b) of an F(2×2,
@@ -59,7 +64,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from pix2pix_jax.winograd import conv4x4_s1_winograd, conv4x4_winograd
+from pix2pix_jax.winograd import (conv4x4_s1_winograd, conv4x4_winograd,
+                                  conv_transpose4x4_winograd)
 
 Dtype = Any
 
@@ -150,12 +156,15 @@ def conv4x4_shifts(x: jax.Array, kernel: jax.Array, stride: int) -> jax.Array:
 
 
 def use_winograd(x_shape: tuple[int, ...], kernel_shape: tuple[int, ...], stride: int,
-                 dtype: Dtype = jnp.float32) -> bool:
+                 dtype: Dtype = jnp.float32, transposed: bool = False) -> bool:
   """Whether `conv4x4` takes a Winograd formulation for these static shapes: `conv4x4_winograd`
-  at stride 2 (H, W divisible by 4), `conv4x4_s1_winograd` at stride 1. float32 only: in
+  at stride 2 (H, W divisible by 4), `conv4x4_s1_winograd` at stride 1; with `transposed`,
+  whether `conv_transpose4x4` takes `conv_transpose4x4_winograd` (H, W even). float32 only: in
   bfloat16 the transforms' sums would round once more."""
   n, h, w, cin = x_shape
-  if stride == 2:
+  if transposed:
+    shape_ok = stride == 2 and h % 2 == 0 and w % 2 == 0 and n * h * w >= cin
+  elif stride == 2:
     shape_ok = h % 4 == 0 and w % 4 == 0 and n * (h // 2) * (w // 2) >= cin
   else:
     shape_ok = stride == 1 and h >= 2 and w >= 2 and n * (h - 1) * (w - 1) >= cin
@@ -221,6 +230,8 @@ def conv_transpose4x4(x: jax.Array, kernel: jax.Array) -> jax.Array:
   out[2i + kh - 1, 2j + kw - 1] += x[i, j] @ kernel[kh, kw] (outputs outside the image dropped).
   """
   n, h, w, _ = x.shape
+  if use_winograd(x.shape, kernel.shape, 2, x.dtype, transposed=True):
+    return conv_transpose4x4_winograd(x, kernel)
   if n * h * w >= COL2IM_MIN_PIXELS or kernel.shape[-1] <= FEW_FEATURES:
     return conv_transpose4x4_col2im(x, kernel)
   return conv_transpose4x4_taps(x, kernel)

@@ -1,4 +1,4 @@
-"""Winograd F(2×2, 2×2) for the 4×4 stride-2 and stride-1 convolutions, with their gradients.
+"""Winograd F(2×2, 2×2) for the 4×4 convolutions (stride 2, stride 1, transposed) and gradients.
 
 Padded by 1 and space-to-depth'ed (2×2 blocks → 4·Cin channels), a 4×4 stride-2 convolution is
 a 2×2 stride-1 one, and Winograd's minimal filtering computes each 2×2 output tile of it with 9
@@ -12,10 +12,15 @@ of an F(2×2, 2×2) problem on input tile (t + a, u + b), so the input transform
 per tile and the sum over (a, b) becomes part of each of the 9 matrix products (contraction
 4·Cin): ~0.6× the direct FLOPs at 32×32.
 
+The transposed convolution (`conv_transpose4x4_winograd`) is the adjoint of the stride-2 one:
+its forward pass is the stride-2 conv's input-gradient path and its gradient that conv's
+forward pass, with the same 9 products per tile.
+
 XLA:CPU materialises every operand of a concatenate and then copies them again, and autodiff's
-transposes of the transforms are slow, so the transforms here are written to be single fusions:
-tiles written in place with `dynamic_update_slice`, small stacks as sums of single-use pads, and
-the gradient (itself Winograd-shaped: dU = dM·Vᵀ, dV = Uᵀ·dM, then the transposed transforms)
+transposes of the transforms are slow, so the transforms here are written to be plain fusions:
+the 9 transformed positions as 9 separate arrays (each one fusion, and 9 matrix products), small
+stacks as sums of single-use pads, the filter transform as one small matrix product, and the
+gradient (itself Winograd-shaped: dU = dM·Vᵀ, dV = Uᵀ·dM, then the transposed transforms)
 written by hand as a `custom_vjp`.
 """
 
@@ -23,6 +28,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 
 def _pad_axis(a: jax.Array, axis: int, before: int, after: int) -> jax.Array:
@@ -82,82 +88,106 @@ def _f22_input_t(du: list[list[jax.Array]], t_axis: int, u_axis: int) -> jax.Arr
   return _stack([_stack(blocks[d], u_axis + 1) for d in range(2)], t_axis + 1)
 
 
-def _winograd_tiles(x: jax.Array) -> jax.Array:
-  """(N, H, W, C) → U, (9, N·H/4·W/4, 4C): the transformed 6×6-pixel tiles (stride 4)."""
+# The 9 transformed positions are kept as a list of 9 separate arrays, (tiles, K) each: XLA:CPU
+# writes 9 plain fusions at memory speed, where one stacked (9, tiles, K) array written by
+# in-place slice updates (or pads, or a concatenate) ran 1.5–3× slower, and the 9 matrix
+# products of a batched dot are as fast run as 9 dots.
+Positions = list[jax.Array]
+
+
+def _winograd_tiles(x: jax.Array) -> Positions:
+  """(N, H, W, C) → U, 9 × (N·H/4·W/4, 4C): the transformed 6×6-pixel tiles (stride 4)."""
   n, h, w, c = x.shape
   th, tw = h // 4, w // 4
   # Padded row 4t + 2d + p is row p of block row 2t + d: per dimension the axes (tile, d, p).
   xp = jnp.pad(x, ((0, 0), (1, 3), (1, 3), (0, 0))).reshape(n, th + 1, 2, 2, tw + 1, 2, 2, c)
   rows = _f22_input(xp, 1)                                    # (n, th, p, tw + 1, 2, q, c)
-  # Each transform is written in place into its slot (XLA:CPU would materialise the operands
-  # of a concatenate and copy them again, and a sum of pads does not vectorise).
-  u = jnp.zeros((9, n * th * tw, 4 * c), x.dtype)
-  for i, col in enumerate(col for r in rows for col in _f22_input(r, 3)):
-    col = col.transpose(0, 1, 3, 2, 4, 5).reshape(1, n * th * tw, 4 * c)
-    u = jax.lax.dynamic_update_slice(u, col, (i, 0, 0))
-  return u                                                    # (9, n·th·tw, (p, q, c))
+  return [col.transpose(0, 1, 3, 2, 4, 5).reshape(n * th * tw, 4 * c)   # (tiles, (p, q, c))
+          for r in rows for col in _f22_input(r, 3)]
 
 
-def _winograd_tiles_t(du: jax.Array, shape: tuple[int, ...]) -> jax.Array:
+def _winograd_tiles_t(du: Positions, shape: tuple[int, ...]) -> jax.Array:
   """Transpose of `_winograd_tiles`: U's cotangent → x's."""
   n, h, w, c = shape
   th, tw = h // 4, w // 4
-  du = du.reshape(3, 3, n, th, tw, 2, 2, c).transpose(0, 1, 2, 3, 5, 4, 6, 7)
-  xp = _f22_input_t([[du[i, j] for j in range(3)] for i in range(3)], 1, 3)
+  du = [d.reshape(n, th, tw, 2, 2, c).transpose(0, 1, 3, 2, 4, 5) for d in du]
+  xp = _f22_input_t([du[3 * i:3 * i + 3] for i in range(3)], 1, 3)
   xp = xp.reshape(n, h + 4, w + 4, c)
   return xp[:, 1:h + 1, 1:w + 1]
+
+
+# G, the F(2, 2) filter transform (rows g0, g0 + g1, g1), applied along both sub-kernel axes.
+_G = np.array([[1, 0], [1, 1], [0, 1]], np.float32)
+_GG = np.kron(_G, _G)                                         # (9, 4): (i, j) ← (a, b)
+
+
+def _f22_filter(k: jax.Array) -> jax.Array:
+  """(2, 2, K, N) sub-kernel taps (a, b) → V, (9, K, N).
+
+  One (9, 4) × (4, K·N) matrix product with 0/1 coefficients: exact sums of at most four
+  taps, and for the large decoder and bottleneck kernels 3–5× faster on XLA:CPU than the same
+  sums written elementwise.
+  """
+  v = jnp.dot(jnp.asarray(_GG, k.dtype), k.reshape(4, -1), precision=jax.lax.Precision.HIGHEST)
+  return v.reshape(9, *k.shape[2:])
+
+
+def _f22_filter_t(dv: Positions) -> jax.Array:
+  """Transpose of `_f22_filter`: 9 × (K, N) → (2, 2, K, N)."""
+  dk = [[dv[3 * i] + dv[3 * i + 1], dv[3 * i + 1] + dv[3 * i + 2]] for i in range(3)]
+  return _stack([_stack([dk[0][b] + dk[1][b] for b in range(2)]),
+                 _stack([dk[1][b] + dk[2][b] for b in range(2)])])
 
 
 def _winograd_filter(kernel: jax.Array) -> jax.Array:
   """HWIO (4, 4, C, O) → V, (9, 4C, O): the 2×2 space-to-depth kernel, transformed."""
   c, cout = kernel.shape[2:]
-  k = kernel.reshape(2, 2, 2, 2, c, cout).transpose(0, 2, 1, 3, 4, 5).reshape(2, 2, 4 * c, cout)
-  kr = [k[0], k[0] + k[1], k[1]]
-  return _stack([kk for r in kr for kk in (r[0], r[0] + r[1], r[1])])
+  k = kernel.reshape(2, 2, 2, 2, c, cout).transpose(0, 2, 1, 3, 4, 5)   # (a, b, p, q, c, o)
+  return _f22_filter(k.reshape(2, 2, 4 * c, cout))
 
 
-def _winograd_filter_t(dv: jax.Array) -> jax.Array:
-  c, cout = dv.shape[1] // 4, dv.shape[2]
-  dv = dv.reshape(3, 3, 4 * c, cout)
-  dk = [[dv[i, 0] + dv[i, 1], dv[i, 1] + dv[i, 2]] for i in range(3)]
-  dk = _stack([_stack([dk[0][b] + dk[1][b] for b in range(2)]),
-               _stack([dk[1][b] + dk[2][b] for b in range(2)])])   # (a, b, (p, q, c), o)
-  return dk.reshape(2, 2, 2, 2, c, cout).transpose(0, 2, 1, 3, 4, 5).reshape(4, 4, c, cout)
+def _winograd_filter_t(dv: Positions) -> jax.Array:
+  c, cout = dv[0].shape[0] // 4, dv[0].shape[1]
+  dk = _f22_filter_t(dv).reshape(2, 2, 2, 2, c, cout)              # (a, b, p, q, c, o)
+  return dk.transpose(0, 2, 1, 3, 4, 5).reshape(4, 4, c, cout)
 
 
-def _winograd_output(m: jax.Array, n: int, th: int, tw: int) -> jax.Array:
-  """M, (9, N·th·tw, O) → Y, (N, 2th, 2tw, O): rows and columns m0 + m1, m1 + m2."""
-  m = m.reshape(3, 3, n, th, tw, -1)
-  yr = [m[0] + m[1], m[1] + m[2]]
+def _winograd_output(m: Positions, n: int, th: int, tw: int) -> jax.Array:
+  """M, 9 × (N·th·tw, O) → Y, (N, 2th, 2tw, O): rows and columns m0 + m1, m1 + m2."""
+  m = [a.reshape(n, th, tw, -1) for a in m]
+  yr = [[m[j] + m[3 + j] for j in range(3)], [m[3 + j] + m[6 + j] for j in range(3)]]
   y = [[r[0] + r[1], r[1] + r[2]] for r in yr]  # y[r][s]: output (2t + r, 2u + s)
   y = _stack([_stack([y[r][s] for s in range(2)], 3) for r in range(2)], 2)
   return y.reshape(n, 2 * th, 2 * tw, -1)
 
 
-def _winograd_output_t(dy: jax.Array) -> jax.Array:
+def _winograd_output_t(dy: jax.Array) -> Positions:
   n, ho, wo, cout = dy.shape
   dy = dy.reshape(n, ho // 2, 2, wo // 2, 2, cout)
   rows = [dy[:, :, 0], dy[:, :, 0] + dy[:, :, 1], dy[:, :, 1]]    # (n, th, tw, 2, cout)
-  dm = _stack([col for r in rows
-               for col in (r[..., 0, :], r[..., 0, :] + r[..., 1, :], r[..., 1, :])])
-  return dm.reshape(9, -1, cout)
+  return [col.reshape(-1, cout) for r in rows
+          for col in (r[..., 0, :], r[..., 0, :] + r[..., 1, :], r[..., 1, :])]
 
 
-_BATCHED = (((2,), (1,)), ((0,), (0,)))
-
-
-def _products(u: jax.Array, v: jax.Array) -> jax.Array:
-  """M = U·V: the 9 transformed positions' matrix products, (9, tiles, K) × (9, K, O)."""
+def _dot(a: jax.Array, b: jax.Array, contract: tuple[int, int]) -> jax.Array:
   return jax.lax.dot_general(
-      u, v, _BATCHED, preferred_element_type=jnp.float32 if u.dtype == jnp.float32 else None)
+      a, b, (((contract[0],), (contract[1],)), ((), ())),
+      preferred_element_type=jnp.float32 if a.dtype == jnp.float32 else None)
 
 
-def _products_t(u: jax.Array, v: jax.Array, dm: jax.Array) -> tuple[jax.Array, jax.Array]:
-  """Cotangents of `_products`: dU = dM·Vᵀ (Vᵀ laid out first: XLA:CPU runs that product at
-  about twice the speed) and dV = Uᵀ·dM."""
-  du = jax.lax.dot_general(dm, v.transpose(0, 2, 1), _BATCHED)
-  dv = jax.lax.dot_general(u, dm, (((1,), (1,)), ((0,), (0,))))
-  return du, dv
+def _products(u: Positions, v: jax.Array) -> Positions:
+  """M = U·V: the 9 transformed positions' matrix products, (tiles, K) × (K, O) each."""
+  return [_dot(u[i], v[i], (1, 0)) for i in range(9)]
+
+
+def _products_vt(dm: Positions, v: jax.Array) -> Positions:
+  """dM·Vᵀ, U's cotangent."""
+  return [_dot(dm[i], v[i], (1, 1)) for i in range(9)]
+
+
+def _products_ut(u: Positions, dm: Positions) -> Positions:
+  """Uᵀ·dM, V's cotangent: a contraction over the tiles."""
+  return [_dot(u[i], dm[i], (0, 0)) for i in range(9)]
 
 
 @jax.custom_vjp
@@ -183,9 +213,9 @@ def _conv4x4_winograd_fwd(x, kernel):
 def _conv4x4_winograd_bwd(res, dy):
   u, v = res
   n, ho, wo, _ = dy.shape
-  shape = (n, 2 * ho, 2 * wo, u.shape[-1] // 4)
-  du, dv = _products_t(u, v, _winograd_output_t(dy))
-  return _winograd_tiles_t(du, shape), _winograd_filter_t(dv)
+  shape = (n, 2 * ho, 2 * wo, u[0].shape[-1] // 4)
+  dm = _winograd_output_t(dy)
+  return _winograd_tiles_t(_products_vt(dm, v), shape), _winograd_filter_t(_products_ut(u, dm))
 
 
 conv4x4_winograd.defvjp(_conv4x4_winograd_fwd, _conv4x4_winograd_bwd)
@@ -204,8 +234,8 @@ def _s1_tiles(size: int) -> int:
   return size // 2
 
 
-def _s1_winograd_tiles(x: jax.Array) -> jax.Array:
-  """(N, H, W, C) → (9, N·T·T', 4C): per transform, U at tiles (t + a, u + b), laid out
+def _s1_winograd_tiles(x: jax.Array) -> Positions:
+  """(N, H, W, C) → 9 × (N·T·T', 4C): per transform, U at tiles (t + a, u + b), laid out
   (a, b, c)."""
   n, h, w, c = x.shape
   th, tw = _s1_tiles(h), _s1_tiles(w)
@@ -213,26 +243,28 @@ def _s1_winograd_tiles(x: jax.Array) -> jax.Array:
   xp = jnp.pad(x, ((0, 0), (1, 2 * th + 3 - h), (1, 2 * tw + 3 - w), (0, 0)))
   xp = xp.reshape(n, th + 2, 2, tw + 2, 2, c)
   rows = _f22_input(xp, 1)                                    # (n, th + 1, tw + 2, 2, c)
-  u = jnp.zeros((9, n * th * tw, 4 * c), x.dtype)
-  for i, col in enumerate(col for r in rows for col in _f22_input(r, 2)):  # (n, th+1, tw+1, c)
+  u = []
+  for col in (col for r in rows for col in _f22_input(r, 2)):  # (n, th + 1, tw + 1, c)
+    shifted = jnp.zeros((n * th * tw, 4 * c), x.dtype)
     for a in range(2):
       for b in range(2):
-        s = col[:, a:a + th, b:b + tw].reshape(1, n * th * tw, c)
-        u = jax.lax.dynamic_update_slice(u, s, (i, 0, (2 * a + b) * c))
+        s = col[:, a:a + th, b:b + tw].reshape(n * th * tw, c)
+        shifted = jax.lax.dynamic_update_slice(shifted, s, (0, (2 * a + b) * c))
+    u.append(shifted)
   return u
 
 
-def _s1_winograd_tiles_t(du: jax.Array, shape: tuple[int, ...]) -> jax.Array:
+def _s1_winograd_tiles_t(du: Positions, shape: tuple[int, ...]) -> jax.Array:
   """Transpose of `_s1_winograd_tiles`: its cotangent → x's."""
   n, h, w, c = shape
   th, tw = _s1_tiles(h), _s1_tiles(w)
-  du = du.reshape(9, n, th, tw, 4, c)
   dus = []
-  for i in range(9):
+  for d in du:
+    d = d.reshape(n, th, tw, 4, c)
     acc = None
     for a in range(2):
       for b in range(2):
-        term = jnp.pad(du[i, :, :, :, 2 * a + b], ((0, 0), (a, 1 - a), (b, 1 - b), (0, 0)))
+        term = jnp.pad(d[:, :, :, 2 * a + b], ((0, 0), (a, 1 - a), (b, 1 - b), (0, 0)))
         acc = term if acc is None else acc + term
     dus.append(acc)                                           # (n, th + 1, tw + 1, c)
   xp = _f22_input_t([dus[3 * i:3 * i + 3] for i in range(3)], 1, 2)
@@ -243,19 +275,14 @@ def _s1_winograd_tiles_t(du: jax.Array, shape: tuple[int, ...]) -> jax.Array:
 def _s1_winograd_filter(kernel: jax.Array) -> jax.Array:
   """HWIO (4, 4, C, O) → V, (9, 4C, O): rows (a, b, c), F(2, 2) transforms over (p, q)."""
   c, cout = kernel.shape[2:]
-  k = kernel.reshape(2, 2, 2, 2, c, cout)                     # (a, p, b, q, c, o)
-  kr = [k[:, 0], k[:, 0] + k[:, 1], k[:, 1]]                  # (a, b, q, c, o)
-  return _stack([kk.reshape(4 * c, cout)
-                 for r in kr for kk in (r[:, :, 0], r[:, :, 0] + r[:, :, 1], r[:, :, 1])])
+  k = kernel.reshape(2, 2, 2, 2, c, cout).transpose(1, 3, 0, 2, 4, 5)   # (p, q, a, b, c, o)
+  return _f22_filter(k.reshape(2, 2, 4 * c, cout))
 
 
-def _s1_winograd_filter_t(dv: jax.Array) -> jax.Array:
-  c, cout = dv.shape[1] // 4, dv.shape[2]
-  dv = dv.reshape(3, 3, 2, 2, c, cout)
-  dk = [[dv[i, 0] + dv[i, 1], dv[i, 1] + dv[i, 2]] for i in range(3)]   # dk[i][q]: (a, b, c, o)
-  dk = [[dk[0][q] + dk[1][q] for q in range(2)], [dk[1][q] + dk[2][q] for q in range(2)]]
-  dk = _stack([_stack(dk[p], 2) for p in range(2)], 1)        # (a, p, b, q, c, o)
-  return dk.reshape(4, 4, c, cout)
+def _s1_winograd_filter_t(dv: Positions) -> jax.Array:
+  c, cout = dv[0].shape[0] // 4, dv[0].shape[1]
+  dk = _f22_filter_t(dv).reshape(2, 2, 2, 2, c, cout)              # (p, q, a, b, c, o)
+  return dk.transpose(2, 0, 3, 1, 4, 5).reshape(4, 4, c, cout)
 
 
 @jax.custom_vjp
@@ -284,8 +311,58 @@ def _conv4x4_s1_winograd_bwd(res, dy):
   n, ho, wo, _ = dy.shape
   th, tw = _s1_tiles(h), _s1_tiles(w)
   dm = _winograd_output_t(jnp.pad(dy, ((0, 0), (0, 2 * th - ho), (0, 2 * tw - wo), (0, 0))))
-  du, dv = _products_t(u, v, dm)
-  return _s1_winograd_tiles_t(du, (n, h, w, u.shape[-1] // 4)), _s1_winograd_filter_t(dv)
+  du, dv = _products_vt(dm, v), _products_ut(u, dm)
+  return _s1_winograd_tiles_t(du, (n, h, w, u[0].shape[-1] // 4)), _s1_winograd_filter_t(dv)
 
 
 conv4x4_s1_winograd.defvjp(_conv4x4_s1_winograd_fwd, _conv4x4_s1_winograd_bwd)
+
+
+# Transposed. PyTorch's ConvTranspose2d(k=4, s=2, p=1) is the adjoint (the input gradient) of the
+# stride-2 Conv2d(k=4, p=1) whose HWIO kernel is ours with its channel axes swapped. So its
+# forward pass is `conv4x4_winograd`'s input-gradient path (output transform transposed, dM·Vᵀ,
+# input transform transposed), and its gradient is `conv4x4_winograd`'s forward pass on dy,
+# whose transformed tiles also give the kernel gradient: the same 9 products per 2×2 input tile
+# (0.5625× the direct FLOPs), ±1 coefficients, every transform one fusion.
+
+@jax.custom_vjp
+def conv_transpose4x4_winograd(x: jax.Array, kernel: jax.Array) -> jax.Array:
+  """PyTorch `ConvTranspose2d(k=4, s=2, p=1)` as the adjoint of `conv4x4_winograd`; H, W even.
+
+  ``kernel[kh, kw, ci, co] == torch_weight[ci, co, kh, kw]``; output (N, 2H, 2W, Cout).
+  """
+  return _conv_transpose4x4_winograd_fwd(x, kernel)[0]
+
+
+def _transposed_filter(kernel: jax.Array) -> jax.Array:
+  """(4, 4, Cin, Cout) → Vᵀ, (9, Cin, 4·Cout) with columns (p, q, Cout): `_winograd_filter` of
+  the adjoint conv's kernel, transposed, laid out without moving Cout from the last axis."""
+  cin, cout = kernel.shape[2:]
+  k = kernel.reshape(2, 2, 2, 2, cin, cout).transpose(0, 2, 4, 1, 3, 5)  # (a, b, ci, p, q, co)
+  return _f22_filter(k.reshape(2, 2, cin, 4 * cout))
+
+
+def _transposed_filter_t(dvt: Positions) -> jax.Array:
+  cin, cout = dvt[0].shape[0], dvt[0].shape[1] // 4
+  dk = _f22_filter_t(dvt).reshape(2, 2, cin, 2, 2, cout)           # (a, b, ci, p, q, co)
+  return dk.transpose(0, 3, 1, 4, 2, 5).reshape(4, 4, cin, cout)
+
+
+def _conv_transpose4x4_winograd_fwd(x, kernel):
+  n, h, w, _ = x.shape
+  m = _winograd_output_t(x)                                   # 9 × (N·h/2·w/2, Cin)
+  vt = _transposed_filter(kernel)                             # (9, Cin, 4·Cout)
+  y = _winograd_tiles_t(_products(m, vt), (n, 2 * h, 2 * w, kernel.shape[-1]))
+  return y.astype(x.dtype), (m, vt)
+
+
+def _conv_transpose4x4_winograd_bwd(res, dy):
+  m, vt = res
+  n, h, w, _ = dy.shape
+  u = _winograd_tiles(dy)                                     # 9 × (N·h/4·w/4, 4·Cout)
+  dx = _winograd_output(_products_vt(u, vt), n, h // 4, w // 4)
+  return dx.astype(dy.dtype), _transposed_filter_t(_products_ut(m, u))
+
+
+conv_transpose4x4_winograd.defvjp(_conv_transpose4x4_winograd_fwd,
+                                  _conv_transpose4x4_winograd_bwd)

@@ -125,6 +125,19 @@ def test_winograd_dispatch(shape, kernel_shape, stride, dtype, expected):
   assert layers.use_winograd(shape, kernel_shape, stride, dtype) == expected
 
 
+@pytest.mark.parametrize("shape,kernel_shape,dtype,expected", [
+    ((1, 64, 64, 256), (4, 4, 256, 64), jnp.float32, True),          # G up_1
+    ((4, 16, 16, 1024), (4, 4, 1024, 256), jnp.float32, True),       # G up_3 at batch 4
+    ((1, 16, 16, 1024), (4, 4, 1024, 256), jnp.float32, False),      # fewer pixels than channels
+    ((1, 128, 128, 128), (4, 4, 128, 3), jnp.float32, False),        # G up_0: three channels
+    ((2, 7, 8, 32), (4, 4, 32, 16), jnp.float32, False),             # H odd
+    ((2, 8, 8, 8), (4, 4, 8, 16), jnp.float32, False),               # too few input channels
+    ((1, 64, 64, 256), (4, 4, 256, 64), jnp.bfloat16, False),        # float32 only
+])
+def test_transposed_winograd_dispatch(shape, kernel_shape, dtype, expected):
+  assert layers.use_winograd(shape, kernel_shape, 2, dtype, transposed=True) == expected
+
+
 # Shapes on both sides of every formulation threshold, through the Flax module.
 @pytest.mark.parametrize("stride,n,hw,cin,cout", [
     (2, 2, 64, 3, 8),    # 2·32·32 output pixels ≥ CONV_MIN_PIXELS: lax.conv
@@ -160,26 +173,46 @@ def test_conv4x4_module_equals_plain_conv(stride, n, hw, cin, cout):
 TRANSPOSE_FORMS = {
     "col2im": layers.conv_transpose4x4_col2im,
     "taps": layers.conv_transpose4x4_taps,
+    "winograd": layers.conv_transpose4x4_winograd,
     "dispatch": layers.conv_transpose4x4,
 }
+TRANSPOSE_CASES = [(2, 1, 1, 8, 4), (2, 2, 2, 3, 5), (2, 4, 4, 4, 4), (2, 7, 7, 2, 3),
+                   (1, 16, 16, 3, 6), (3, 2, 6, 5, 1), (1, 8, 4, 16, 7), (2, 6, 10, 32, 8)]
 
 
-@pytest.mark.parametrize("form", sorted(TRANSPOSE_FORMS))
-@pytest.mark.parametrize("n,hw,cin,cout", [(2, 1, 8, 4), (2, 2, 3, 5), (2, 4, 4, 4),
-                                           (2, 7, 2, 3), (1, 16, 3, 6)])
-def test_conv_transpose4x4_forms_equal_plain_and_definition(form, n, hw, cin, cout):
+@pytest.mark.parametrize("form,n,h,w,cin,cout", [
+    (form, *case) for form in sorted(TRANSPOSE_FORMS) for case in TRANSPOSE_CASES
+    # The Winograd form takes even H and W only (conv_transpose4x4 falls back otherwise).
+    if form != "winograd" or (case[1] % 2 == 0 and case[2] % 2 == 0)])
+def test_conv_transpose4x4_forms_equal_plain_and_definition(form, n, h, w, cin, cout):
   key_x, key_k = jax.random.split(jax.random.key(1))
-  x = jax.random.normal(key_x, (n, hw, hw, cin))
+  x = jax.random.normal(key_x, (n, h, w, cin))
   kernel = 0.3 * jax.random.normal(key_k, (4, 4, cin, cout))
   ours = TRANSPOSE_FORMS[form]
-  assert ours(x, kernel).shape == (n, 2 * hw, 2 * hw, cout)
+  assert ours(x, kernel).shape == (n, 2 * h, 2 * w, cout)
   np.testing.assert_allclose(ours(x, kernel), _torch_semantics_conv_transpose(x, kernel),
                              rtol=1e-5, atol=1e-5)
   _assert_same_values_and_grads(ours, _plain_conv_transpose, x, kernel)
 
 
+def test_conv_transpose4x4_winograd_rounding_is_small_at_model_scale():
+  # G's up_1 at 256 px (64×64×256 → 128×128×64): values and gradients.
+  key_x, key_k, key_dy = jax.random.split(jax.random.key(8), 3)
+  x = jax.random.normal(key_x, (1, 64, 64, 256))
+  kernel = 0.02 * jax.random.normal(key_k, (4, 4, 256, 64))
+  dy = jax.random.normal(key_dy, (1, 128, 128, 64))
+  rel = lambda a, b: float(jnp.max(jnp.abs(a - b)) / jnp.max(jnp.abs(b)))
+  ours, vjp_ours = jax.vjp(layers.conv_transpose4x4_winograd, x, kernel)
+  plain, vjp_plain = jax.vjp(_plain_conv_transpose, x, kernel)
+  assert rel(ours, plain) < 1e-5
+  for a, b in zip(vjp_ours(dy), vjp_plain(dy)):
+    assert rel(a, b) < 1e-5
+
+
 @pytest.mark.parametrize("n,hw,cin,cout", [(2, 16, 3, 5),   # 512 input pixels: col2im
-                                           (1, 4, 4, 6)])   # 16: tap-batched
+                                           (1, 4, 4, 6),    # 16: tap-batched
+                                           (1, 8, 16, 8),   # 16 channels, 64 pixels: Winograd
+                                           (1, 4, 32, 8)])  # 16 pixels < 32 channels: taps
 def test_conv_transpose4x4_module_equals_plain(n, hw, cin, cout):
   key_x, key_p = jax.random.split(jax.random.key(1))
   x = jax.random.normal(key_x, (n, hw, hw, cin))
