@@ -1,16 +1,15 @@
-"""Winograd F(2×2, 2×2) for the 4×4 convolutions (stride 2, stride 1, transposed) and gradients.
+"""Winograd minimal filtering for the 4×4 convolutions (stride 2, stride 1, transposed), with
+hand-written gradients.
 
 Padded by 1 and space-to-depth'ed (2×2 blocks → 4·Cin channels), a 4×4 stride-2 convolution is
-a 2×2 stride-1 one, and Winograd's minimal filtering computes each 2×2 output tile of it with 9
-matrix products instead of 16: 0.5625× the FLOPs, forward and backward. Every transform has
-only ±1 coefficients, so the result rounds like a sum of a few more terms (relative error ~1e-6
-against `lax.conv`; `tests/test_layers.py`). `layers.conv4x4` decides where it is used.
+a 2×2 stride-1 one, and Winograd F(2×2, 2×2) computes each 2×2 output tile of it with 9 matrix
+products instead of 16: 0.5625× the FLOPs, forward and backward. Every transform has only ±1
+coefficients, so the result rounds like a sum of a few more terms (relative error ~1e-6 against
+`lax.conv`; `tests/test_layers.py`). `layers.conv4x4` decides where it is used.
 
-The stride-1 4×4 convolution (`conv4x4_s1_winograd`) reuses the same transforms: with output
-row 2t + r and tap 2a + p, each 2×2 output tile is the sum over the four 2×2 sub-kernels (a, b)
-of an F(2×2, 2×2) problem on input tile (t + a, u + b), so the input transform is computed once
-per tile and the sum over (a, b) becomes part of each of the 9 matrix products (contraction
-4·Cin): ~0.6× the direct FLOPs at 32×32.
+The stride-1 4×4 convolution (`conv4x4_s1_winograd`, the PatchGAN's conv_3) is F(2×2, 4×4)
+straight on the 4×4 kernel: 25 products per 2×2 output tile instead of 64 (0.41× the direct
+FLOPs at 32×32), with small-integer input and output transforms (relative error a few 1e-6).
 
 The transposed convolution (`conv_transpose4x4_winograd`) is the adjoint of the stride-2 one:
 its forward pass is the stride-2 conv's input-gradient path and its gradient that conv's
@@ -176,18 +175,18 @@ def _dot(a: jax.Array, b: jax.Array, contract: tuple[int, int]) -> jax.Array:
 
 
 def _products(u: Positions, v: jax.Array) -> Positions:
-  """M = U·V: the 9 transformed positions' matrix products, (tiles, K) × (K, O) each."""
-  return [_dot(u[i], v[i], (1, 0)) for i in range(9)]
+  """M = U·V: each transformed position's matrix product, (tiles, K) × (K, O)."""
+  return [_dot(u_i, v[i], (1, 0)) for i, u_i in enumerate(u)]
 
 
 def _products_vt(dm: Positions, v: jax.Array) -> Positions:
   """dM·Vᵀ, U's cotangent."""
-  return [_dot(dm[i], v[i], (1, 1)) for i in range(9)]
+  return [_dot(dm_i, v[i], (1, 1)) for i, dm_i in enumerate(dm)]
 
 
 def _products_ut(u: Positions, dm: Positions) -> Positions:
   """Uᵀ·dM, V's cotangent: a contraction over the tiles."""
-  return [_dot(u[i], dm[i], (0, 0)) for i in range(9)]
+  return [_dot(u_i, dm_i, (0, 0)) for u_i, dm_i in zip(u, dm)]
 
 
 @jax.custom_vjp
@@ -221,13 +220,49 @@ def _conv4x4_winograd_bwd(res, dy):
 conv4x4_winograd.defvjp(_conv4x4_winograd_fwd, _conv4x4_winograd_bwd)
 
 
-# Stride 1. With output row i = 2t + r and tap kh = 2a + p, y[i] = Σ xp[2(t + a) + r + p]·W[kh]:
-# for each a, the output pair (r = 0, 1) of tile t is an F(2, 2) problem on the padded input's
-# 2-row blocks t + a and t + a + 1 with taps (W[2a], W[2a + 1]). So the input transform is
-# computed once per block position b (tiles 0 .. T, T = ceil((H - 1) / 2)), and each of the 9
-# transformed positions is one matrix product whose contraction runs over (a, b, Cin): the four
-# tile-shifted copies of U side by side on channels (4·Cin), against V[a, b], the transformed 2×2
-# sub-kernels W[2a:2a + 2, 2b:2b + 2]. 9·4 products per 2×2 output tile instead of 4·16.
+# Stride 1: Winograd F(2×2, 4×4) directly on the 4×4 kernel. Output tile (t, u) is rows and
+# columns 2t, 2t + 1 (2u, 2u + 1), read from the 5×5 window of the padded input at (2t, 2u). With
+# the interpolation points 0, 1, -1, 2 and ∞ (Lavin & Gray's construction), one dimension's 2
+# outputs take 5 products instead of 8: Bᵀ (5×5, integer coefficients) transforms the window, G
+# (5×4) the filter and Aᵀ (2×5) the 5 products back. 25 matrix products of contraction Cin per
+# 2×2 tile instead of 64: 0.39× the direct FLOPs (0.41× at 32×32 with the padding tile).
+_S1_AT = np.array([[1, 1, 1, 1, 0], [0, 1, -1, 2, 1]], np.float32)
+_S1_G = np.array([[1 / 2, 0, 0, 0], [-1 / 2, -1 / 2, -1 / 2, -1 / 2], [-1 / 6, 1 / 6, -1 / 6, 1 / 6],
+                  [1 / 6, 1 / 3, 2 / 3, 4 / 3], [0, 0, 0, 1]])
+_S1_BT = np.array([[2, -1, -2, 1, 0], [0, -2, -1, 1, 0], [0, 2, -3, 1, 0], [0, -1, 0, 1, 0],
+                   [0, 2, -1, -2, 1]], np.float32)
+_S1_GG = np.kron(_S1_G, _S1_G).astype(np.float32)             # (25, 16): (i, j) ← (kh, kw)
+
+
+def _combine(coefficients: np.ndarray, arrays: list[jax.Array]) -> jax.Array:
+  """Σ c·a over the non-zero coefficients (±1 as additions)."""
+  out = None
+  for c, a in zip(coefficients, arrays):
+    if c != 0:
+      term = a if c == 1 else -a if c == -1 else a * np.float32(c)
+      out = term if out is None else out + term
+  return out
+
+
+def _s1_input(z: jax.Array, axis: int) -> list[jax.Array]:
+  """Bᵀ along `axis` (length 2(T + 2)) → 5 arrays with T tiles there: tile t reads 2t .. 2t + 4."""
+  t = z.shape[axis] // 2 - 2
+  blocks = z.reshape(z.shape[:axis] + (t + 2, 2) + z.shape[axis + 1:])
+  window = []
+  for k in range(5):  # padded row 2t + k is row k % 2 of block t + k // 2
+    rows = jax.lax.index_in_dim(blocks, k % 2, axis + 1, keepdims=False)
+    window.append(jax.lax.slice_in_dim(rows, k // 2, k // 2 + t, axis=axis))
+  return [_combine(_S1_BT[i], window) for i in range(5)]
+
+
+def _s1_input_t(du: list[jax.Array], axis: int) -> jax.Array:
+  """Transpose of `_s1_input`: window row k of tile t collects Σ_i Bᵀ[i, k]·du_i[t]."""
+  z = [_combine(_S1_BT[:, k], du) for k in range(5)]
+  even = _pad_axis(z[0], axis, 0, 2) + _pad_axis(z[2], axis, 1, 1) + _pad_axis(z[4], axis, 2, 0)
+  odd = _pad_axis(z[1], axis, 0, 2) + _pad_axis(z[3], axis, 1, 1)
+  out = _stack([even, odd], axis + 1)
+  return out.reshape(out.shape[:axis] + (-1,) + out.shape[axis + 2:])
+
 
 def _s1_tiles(size: int) -> int:
   """2-pixel output tiles along an axis of `size` input pixels: ceil((size - 1) / 2)."""
@@ -235,74 +270,68 @@ def _s1_tiles(size: int) -> int:
 
 
 def _s1_winograd_tiles(x: jax.Array) -> Positions:
-  """(N, H, W, C) → 9 × (N·T·T', 4C): per transform, U at tiles (t + a, u + b), laid out
-  (a, b, c)."""
+  """(N, H, W, C) → U, 25 × (N·T·T', C)."""
   n, h, w, c = x.shape
   th, tw = _s1_tiles(h), _s1_tiles(w)
-  # Padded by 1 before and up to 2(T + 2) rows after (the extra rows meet only dropped outputs).
+  # Padded by 1 before and to 2(T + 2) rows after (the extra rows meet only dropped outputs).
   xp = jnp.pad(x, ((0, 0), (1, 2 * th + 3 - h), (1, 2 * tw + 3 - w), (0, 0)))
-  xp = xp.reshape(n, th + 2, 2, tw + 2, 2, c)
-  rows = _f22_input(xp, 1)                                    # (n, th + 1, tw + 2, 2, c)
-  u = []
-  for col in (col for r in rows for col in _f22_input(r, 2)):  # (n, th + 1, tw + 1, c)
-    shifted = jnp.zeros((n * th * tw, 4 * c), x.dtype)
-    for a in range(2):
-      for b in range(2):
-        s = col[:, a:a + th, b:b + tw].reshape(n * th * tw, c)
-        shifted = jax.lax.dynamic_update_slice(shifted, s, (0, (2 * a + b) * c))
-    u.append(shifted)
-  return u
+  return [col.reshape(n * th * tw, c) for r in _s1_input(xp, 1) for col in _s1_input(r, 2)]
 
 
 def _s1_winograd_tiles_t(du: Positions, shape: tuple[int, ...]) -> jax.Array:
-  """Transpose of `_s1_winograd_tiles`: its cotangent → x's."""
   n, h, w, c = shape
   th, tw = _s1_tiles(h), _s1_tiles(w)
-  dus = []
-  for d in du:
-    d = d.reshape(n, th, tw, 4, c)
-    acc = None
-    for a in range(2):
-      for b in range(2):
-        term = jnp.pad(d[:, :, :, 2 * a + b], ((0, 0), (a, 1 - a), (b, 1 - b), (0, 0)))
-        acc = term if acc is None else acc + term
-    dus.append(acc)                                           # (n, th + 1, tw + 1, c)
-  xp = _f22_input_t([dus[3 * i:3 * i + 3] for i in range(3)], 1, 2)
-  xp = xp.reshape(n, 2 * th + 4, 2 * tw + 4, c)
+  du = [d.reshape(n, th, tw, c) for d in du]
+  xp = _s1_input_t([_s1_input_t(du[5 * i:5 * i + 5], 2) for i in range(5)], 1)
   return xp[:, 1:h + 1, 1:w + 1]
 
 
 def _s1_winograd_filter(kernel: jax.Array) -> jax.Array:
-  """HWIO (4, 4, C, O) → V, (9, 4C, O): rows (a, b, c), F(2, 2) transforms over (p, q)."""
-  c, cout = kernel.shape[2:]
-  k = kernel.reshape(2, 2, 2, 2, c, cout).transpose(1, 3, 0, 2, 4, 5)   # (p, q, a, b, c, o)
-  return _f22_filter(k.reshape(2, 2, 4 * c, cout))
+  """HWIO (4, 4, C, O) → V = G·W·Gᵀ, (25, C, O), as one (25, 16) matrix product."""
+  v = jnp.dot(jnp.asarray(_S1_GG), kernel.reshape(16, -1), precision=jax.lax.Precision.HIGHEST)
+  return v.reshape(25, *kernel.shape[2:])
 
 
 def _s1_winograd_filter_t(dv: Positions) -> jax.Array:
-  c, cout = dv[0].shape[0] // 4, dv[0].shape[1]
-  dk = _f22_filter_t(dv).reshape(2, 2, 2, 2, c, cout)              # (p, q, a, b, c, o)
-  return dk.transpose(2, 0, 3, 1, 4, 5).reshape(4, 4, c, cout)
+  dk = jnp.dot(jnp.asarray(_S1_GG.T), jnp.stack(dv).reshape(25, -1),
+               precision=jax.lax.Precision.HIGHEST)
+  return dk.reshape(4, 4, *dv[0].shape)
+
+
+def _s1_winograd_output(m: Positions, n: int, th: int, tw: int) -> jax.Array:
+  """M, 25 × (N·T·T', O) → Y = Aᵀ·M·A, (N, 2T, 2T', O)."""
+  m = [a.reshape(n, th, tw, -1) for a in m]
+  rows = [[_combine(_S1_AT[r], m[j::5]) for j in range(5)] for r in range(2)]
+  y = [[_combine(_S1_AT[s], rows[r]) for s in range(2)] for r in range(2)]
+  y = _stack([_stack(y[r], 3) for r in range(2)], 2)
+  return y.reshape(n, 2 * th, 2 * tw, -1)
+
+
+def _s1_winograd_output_t(dy: jax.Array) -> Positions:
+  n, ho, wo, cout = dy.shape
+  dy = dy.reshape(n, ho // 2, 2, wo // 2, 2, cout)
+  cols = [[_combine(_S1_AT[:, j], [dy[:, :, r, :, 0], dy[:, :, r, :, 1]]) for j in range(5)]
+          for r in range(2)]
+  return [_combine(_S1_AT[:, i], [cols[0][j], cols[1][j]]).reshape(-1, cout)
+          for i in range(5) for j in range(5)]
 
 
 @jax.custom_vjp
 def conv4x4_s1_winograd(x: jax.Array, kernel: jax.Array) -> jax.Array:
-  """Stride-1 4×4 conv with padding 1 (output (H - 1)×(W - 1)) as Winograd F(2×2, 2×2).
+  """Stride-1 4×4 conv with padding 1 (output (H - 1)×(W - 1)) as Winograd F(2×2, 4×4).
 
-  Each 2×2 output tile is the sum over the kernel's four 2×2 sub-kernels (a, b) of an F(2×2,
-  2×2) problem on the input transformed at tile (t + a, u + b); the input transform is computed
-  once per tile position and the sum over (a, b) is part of each of the 9 matrix products
-  (contraction 4·Cin). ~0.6× the direct FLOPs at 32×32, forward and backward; ±1 coefficients
-  only. The gradient is written by hand, as for `conv4x4_winograd`.
+  25 matrix products per 2×2 output tile (0.41× the direct FLOPs at 32×32), forward and
+  backward; the transforms' coefficients are small integers (input, output) and sixths
+  (filter, one matrix product), so the result rounds like a sum of a few more terms (relative
+  error a few 1e-6). The gradient is written by hand, as for `conv4x4_winograd`.
   """
   return _conv4x4_s1_winograd_fwd(x, kernel)[0]
 
 
 def _conv4x4_s1_winograd_fwd(x, kernel):
   n, h, w, _ = x.shape
-  th, tw = _s1_tiles(h), _s1_tiles(w)
   u, v = _s1_winograd_tiles(x), _s1_winograd_filter(kernel)
-  y = _winograd_output(_products(u, v), n, th, tw)[:, :h - 1, :w - 1]
+  y = _s1_winograd_output(_products(u, v), n, _s1_tiles(h), _s1_tiles(w))[:, :h - 1, :w - 1]
   return y.astype(x.dtype), (u, v, x.shape[1:3])
 
 
@@ -310,9 +339,9 @@ def _conv4x4_s1_winograd_bwd(res, dy):
   u, v, (h, w) = res
   n, ho, wo, _ = dy.shape
   th, tw = _s1_tiles(h), _s1_tiles(w)
-  dm = _winograd_output_t(jnp.pad(dy, ((0, 0), (0, 2 * th - ho), (0, 2 * tw - wo), (0, 0))))
+  dm = _s1_winograd_output_t(jnp.pad(dy, ((0, 0), (0, 2 * th - ho), (0, 2 * tw - wo), (0, 0))))
   du, dv = _products_vt(dm, v), _products_ut(u, dm)
-  return _s1_winograd_tiles_t(du, (n, h, w, u[0].shape[-1] // 4)), _s1_winograd_filter_t(dv)
+  return _s1_winograd_tiles_t(du, (n, h, w, u[0].shape[-1])), _s1_winograd_filter_t(dv)
 
 
 conv4x4_s1_winograd.defvjp(_conv4x4_s1_winograd_fwd, _conv4x4_s1_winograd_bwd)

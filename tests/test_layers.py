@@ -41,7 +41,9 @@ def _assert_same_values_and_grads(ours, plain, x, kernel, rtol=1e-4, atol=1e-4):
   g_ours = jax.grad(loss(ours), argnums=(0, 1))(x, kernel)
   g_plain = jax.grad(loss(plain), argnums=(0, 1))(x, kernel)
   for a, b in zip(g_ours, g_plain):
-    np.testing.assert_allclose(a, b, rtol=rtol, atol=atol)
+    # A gradient entry sums hundreds of terms: its rounding error scales with the largest
+    # entries, not with its own value (a Winograd form adds transforms' roundings to each term).
+    np.testing.assert_allclose(a, b, rtol=rtol, atol=max(atol, 1e-5 * float(jnp.max(jnp.abs(b)))))
 
 
 CONV_FORMS = {
