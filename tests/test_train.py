@@ -133,3 +133,25 @@ def test_step_and_cosine_schedules():
   assert float(schedule(0)) == 1.0 and float(schedule(10)) < 1e-6
   with pytest.raises(ValueError, match="unknown optim.lr_policy"):
     state_lib.lr_schedule(tiny_config(**{"optim.lr_policy": "plateau"}), 5)
+
+
+@pytest.mark.parametrize("overrides", [{}, {"model.input_nc": 1, "data.direction": "AtoB"}])
+def test_ahead_of_time_step_takes_the_pipelines_batches_and_equals_the_jitted_step(overrides):
+  # The training loop compiles the step from `batch_spec()` before any state exists; the
+  # pipeline's batches must match that spec, and the result must be the jitted step's, bit
+  # for bit.
+  from pix2pix_jax import loop, parallel
+  from pix2pix_jax.data import pipeline
+  config = tiny_config(**overrides)
+  source = pipeline.get_source(config, config.data.train_split)
+  exp = loop.Experiment(config, len(source))
+  compiled = exp.compile_train_step()
+  local = next(pipeline.make_train_iterator(config, source))
+  batch = parallel.global_batch({"A": local["A"], "B": local["B"]}, exp.batch_sharding)
+  for key, spec in exp.batch_spec().items():
+    assert (batch[key].shape, batch[key].dtype) == (spec.shape, spec.dtype)
+  assert batch["A"].shape[-1] == config.model.input_nc
+  ahead = compiled(exp.init_state(), batch)
+  jitted = exp.train_step(exp.init_state(), batch)
+  for a, b in zip(jax.tree.leaves(ahead), jax.tree.leaves(jitted)):
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
