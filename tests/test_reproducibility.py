@@ -16,6 +16,7 @@ import signal
 import socket
 import subprocess
 import sys
+import textwrap
 import time
 
 import jax
@@ -205,9 +206,56 @@ def test_sigterm_saves_the_current_step_exits_cleanly_and_resumes(reference, tmp
 
 def test_deterministic_config_asks_xla_for_deterministic_gpu_kernels(monkeypatch):
   monkeypatch.setenv("XLA_FLAGS", "--xla_force_host_platform_device_count=2")
+  defaults = " ".join(platform.DEFAULT_XLA_FLAGS)
   platform.configure(tiny_config())
-  assert os.environ["XLA_FLAGS"] == "--xla_force_host_platform_device_count=2"
+  assert os.environ["XLA_FLAGS"] == "--xla_force_host_platform_device_count=2 " + defaults
   for _ in range(2):  # idempotent
     platform.configure(tiny_config(deterministic=True))
-    assert os.environ["XLA_FLAGS"] == ("--xla_force_host_platform_device_count=2 "
-                                       "--xla_gpu_deterministic_ops=true")
+    assert os.environ["XLA_FLAGS"] == ("--xla_force_host_platform_device_count=2 " + defaults
+                                       + " --xla_gpu_deterministic_ops=true")
+
+
+def test_default_xla_flags_leave_a_users_own_setting(monkeypatch):
+  monkeypatch.setenv("XLA_FLAGS", "--xla_cpu_copy_insertion_use_region_analysis=false")
+  platform.configure(tiny_config())
+  assert os.environ["XLA_FLAGS"] == "--xla_cpu_copy_insertion_use_region_analysis=false"
+
+
+def test_default_xla_flags_keep_the_step_bit_identical_and_smaller(tmp_path):
+  # The same tiny training step compiled in two fresh processes, XLA's copy-insertion region
+  # analysis off and on: identical states after two steps, and no more temporary memory.
+  script = tmp_path / "step.py"
+  script.write_text(textwrap.dedent("""
+      import sys
+      import jax, numpy as np
+      sys.path.insert(0, sys.argv[2])
+      from helpers import tiny_config
+      from pix2pix_jax import loop, parallel
+      from pix2pix_jax.data import pipeline
+      config = tiny_config()
+      source = pipeline.get_source(config, "train")
+      exp = loop.Experiment(config, len(source))
+      step = exp.compile_train_step()
+      state = exp.init_state()
+      it = pipeline.make_train_iterator(config, source)
+      for _ in range(2):
+        local = next(it)
+        state, _ = step(state, parallel.global_batch({"A": local["A"], "B": local["B"]},
+                                                     exp.batch_sharding))
+      np.savez(sys.argv[1], temp=step.memory_analysis().temp_size_in_bytes,
+               *jax.device_get(jax.tree.leaves(state)))
+  """))
+  results = {}
+  for setting in ("false", "true"):
+    out = tmp_path / f"{setting}.npz"
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONPATH": str(REPO_ROOT),
+           "XLA_FLAGS": f"--xla_cpu_copy_insertion_use_region_analysis={setting}"}
+    subprocess.run([sys.executable, str(script), str(out), str(REPO_ROOT / "tests")], env=env,
+                   check=True, capture_output=True, timeout=300)
+    results[setting] = np.load(out)
+  off, on = results["false"], results["true"]
+  assert int(on["temp"]) <= int(off["temp"])
+  leaves = [k for k in off.files if k != "temp"]
+  assert len(leaves) > 50
+  for k in leaves:
+    np.testing.assert_array_equal(off[k], on[k])
