@@ -136,6 +136,13 @@ def serve(run_steps, final=None) -> None:
 
 # --------------------------------------------------------------------------- the two workers
 
+def xla_flops(stage) -> float:
+  """FLOPs from XLA's cost analysis of a lowered or compiled step (one dict, or one per device)."""
+  cost = stage.cost_analysis()
+  cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+  return float(cost.get("flops", 0.0))
+
+
 def direct_flops(config) -> float:
   """FLOPs of the step with every convolution computed directly, as PyTorch computes it.
 
@@ -148,12 +155,10 @@ def direct_flops(config) -> float:
   layers.use_winograd = lambda *args, **kwargs: False
   try:
     experiment = loop.Experiment(config, num_train_examples=400)
-    cost = experiment.train_step.lower(experiment.abstract_state,
-                                       experiment.batch_spec()).cost_analysis()
+    return xla_flops(experiment.train_step.lower(experiment.abstract_state,
+                                                 experiment.batch_spec()))
   finally:
     layers.use_winograd = use_winograd
-  cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-  return float(cost.get("flops", 0.0))
 
 
 def jax_worker(batch_size: int, warmup: int) -> None:
@@ -171,8 +176,6 @@ def jax_worker(batch_size: int, warmup: int) -> None:
   state = experiment.init_state()
   a, b = random_pair(batch_size)
   batch = parallel.global_batch({"A": a, "B": b}, experiment.batch_sharding)
-  cost = step.cost_analysis()
-  cost = cost[0] if isinstance(cost, (list, tuple)) else cost
   memory = step.memory_analysis()
   holder = {"state": state}
 
@@ -185,7 +188,7 @@ def jax_worker(batch_size: int, warmup: int) -> None:
     if i == 0:
       platform.release_free_host_memory()  # as the training loop does after its first step
   send({"compile_s": compile_s,
-        "executed_flops": float(cost.get("flops", 0.0)),
+        "executed_flops": xla_flops(step),
         "temp_mb": memory.temp_size_in_bytes / 2**20,
         "threads": "XLA default (all cores)", "setup_rss_mb": current_rss_mb()})
   # The direct-convolution FLOP count lowers a second step: done after the RSS is read, as the

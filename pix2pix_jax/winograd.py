@@ -115,20 +115,37 @@ def _winograd_tiles_t(du: Positions, shape: tuple[int, ...]) -> jax.Array:
   return xp[:, 1:h + 1, 1:w + 1]
 
 
-# G, the F(2, 2) filter transform (rows g0, g0 + g1, g1), applied along both sub-kernel axes.
+# F(2, 2): G, the filter transform (rows g0, g0 + g1, g1), applied along both sub-kernel axes,
+# and Aᵀ, the output transform (rows m0 + m1, m1 + m2).
 _G = np.array([[1, 0], [1, 1], [0, 1]], np.float32)
 _GG = np.kron(_G, _G)                                         # (9, 4): (i, j) ← (a, b)
+_AT = np.array([[1, 1, 0], [0, 1, 1]], np.float32)
+
+
+def _combine(coefficients: np.ndarray, arrays: list[jax.Array]) -> jax.Array:
+  """Σ c·a over the non-zero coefficients (±1 as additions)."""
+  out = None
+  for c, a in zip(coefficients, arrays):
+    if c != 0:
+      term = a if c == 1 else -a if c == -1 else a * np.float32(c)
+      out = term if out is None else out + term
+  return out
+
+
+def _tap_transform(matrix: np.ndarray, taps: jax.Array) -> jax.Array:
+  """(P, T) constant × the T leading taps of `taps` (…, K, N) → (P, K, N).
+
+  One (P, T) × (T, K·N) matrix product: for the large decoder and bottleneck kernels 3–5×
+  faster on XLA:CPU than the same sums written elementwise (exact for 0/1 coefficients).
+  """
+  v = jnp.dot(jnp.asarray(matrix, taps.dtype), taps.reshape(matrix.shape[1], -1),
+              precision=jax.lax.Precision.HIGHEST)
+  return v.reshape(matrix.shape[0], *taps.shape[-2:])
 
 
 def _f22_filter(k: jax.Array) -> jax.Array:
-  """(2, 2, K, N) sub-kernel taps (a, b) → V, (9, K, N).
-
-  One (9, 4) × (4, K·N) matrix product with 0/1 coefficients: exact sums of at most four
-  taps, and for the large decoder and bottleneck kernels 3–5× faster on XLA:CPU than the same
-  sums written elementwise.
-  """
-  v = jnp.dot(jnp.asarray(_GG, k.dtype), k.reshape(4, -1), precision=jax.lax.Precision.HIGHEST)
-  return v.reshape(9, *k.shape[2:])
+  """(2, 2, K, N) sub-kernel taps (a, b) → V, (9, K, N)."""
+  return _tap_transform(_GG, k)
 
 
 def _f22_filter_t(dv: Positions) -> jax.Array:
@@ -151,13 +168,19 @@ def _winograd_filter_t(dv: Positions) -> jax.Array:
   return dk.transpose(0, 2, 1, 3, 4, 5).reshape(4, 4, c, cout)
 
 
+def _output_transform(at: np.ndarray, m: Positions, n: int, th: int, tw: int) -> jax.Array:
+  """M, k² × (N·th·tw, O) → Y = Aᵀ·M·A, (N, 2th, 2tw, O), for a (2, k) output transform."""
+  k = at.shape[1]
+  m = [a.reshape(n, th, tw, -1) for a in m]
+  rows = [[_combine(at[r], m[j::k]) for j in range(k)] for r in range(2)]
+  y = [[_combine(at[s], rows[r]) for s in range(2)] for r in range(2)]  # y[r][s]: (2t + r, 2u + s)
+  y = _stack([_stack(y[r], 3) for r in range(2)], 2)
+  return y.reshape(n, 2 * th, 2 * tw, -1)
+
+
 def _winograd_output(m: Positions, n: int, th: int, tw: int) -> jax.Array:
   """M, 9 × (N·th·tw, O) → Y, (N, 2th, 2tw, O): rows and columns m0 + m1, m1 + m2."""
-  m = [a.reshape(n, th, tw, -1) for a in m]
-  yr = [[m[j] + m[3 + j] for j in range(3)], [m[3 + j] + m[6 + j] for j in range(3)]]
-  y = [[r[0] + r[1], r[1] + r[2]] for r in yr]  # y[r][s]: output (2t + r, 2u + s)
-  y = _stack([_stack([y[r][s] for s in range(2)], 3) for r in range(2)], 2)
-  return y.reshape(n, 2 * th, 2 * tw, -1)
+  return _output_transform(_AT, m, n, th, tw)
 
 
 def _winograd_output_t(dy: jax.Array) -> Positions:
@@ -227,21 +250,11 @@ conv4x4_winograd.defvjp(_conv4x4_winograd_fwd, _conv4x4_winograd_bwd)
 # (5×4) the filter and Aᵀ (2×5) the 5 products back. 25 matrix products of contraction Cin per
 # 2×2 tile instead of 64: 0.39× the direct FLOPs (0.41× at 32×32 with the padding tile).
 _S1_AT = np.array([[1, 1, 1, 1, 0], [0, 1, -1, 2, 1]], np.float32)
-_S1_G = np.array([[1 / 2, 0, 0, 0], [-1 / 2, -1 / 2, -1 / 2, -1 / 2], [-1 / 6, 1 / 6, -1 / 6, 1 / 6],
-                  [1 / 6, 1 / 3, 2 / 3, 4 / 3], [0, 0, 0, 1]])
+_S1_G = np.array([[1 / 2, 0, 0, 0], [-1 / 2, -1 / 2, -1 / 2, -1 / 2],
+                  [-1 / 6, 1 / 6, -1 / 6, 1 / 6], [1 / 6, 1 / 3, 2 / 3, 4 / 3], [0, 0, 0, 1]])
 _S1_BT = np.array([[2, -1, -2, 1, 0], [0, -2, -1, 1, 0], [0, 2, -3, 1, 0], [0, -1, 0, 1, 0],
                    [0, 2, -1, -2, 1]], np.float32)
 _S1_GG = np.kron(_S1_G, _S1_G).astype(np.float32)             # (25, 16): (i, j) ← (kh, kw)
-
-
-def _combine(coefficients: np.ndarray, arrays: list[jax.Array]) -> jax.Array:
-  """Σ c·a over the non-zero coefficients (±1 as additions)."""
-  out = None
-  for c, a in zip(coefficients, arrays):
-    if c != 0:
-      term = a if c == 1 else -a if c == -1 else a * np.float32(c)
-      out = term if out is None else out + term
-  return out
 
 
 def _s1_input(z: jax.Array, axis: int) -> list[jax.Array]:
@@ -287,24 +300,12 @@ def _s1_winograd_tiles_t(du: Positions, shape: tuple[int, ...]) -> jax.Array:
 
 
 def _s1_winograd_filter(kernel: jax.Array) -> jax.Array:
-  """HWIO (4, 4, C, O) → V = G·W·Gᵀ, (25, C, O), as one (25, 16) matrix product."""
-  v = jnp.dot(jnp.asarray(_S1_GG), kernel.reshape(16, -1), precision=jax.lax.Precision.HIGHEST)
-  return v.reshape(25, *kernel.shape[2:])
+  """HWIO (4, 4, C, O) → V = G·W·Gᵀ, (25, C, O)."""
+  return _tap_transform(_S1_GG, kernel)
 
 
 def _s1_winograd_filter_t(dv: Positions) -> jax.Array:
-  dk = jnp.dot(jnp.asarray(_S1_GG.T), jnp.stack(dv).reshape(25, -1),
-               precision=jax.lax.Precision.HIGHEST)
-  return dk.reshape(4, 4, *dv[0].shape)
-
-
-def _s1_winograd_output(m: Positions, n: int, th: int, tw: int) -> jax.Array:
-  """M, 25 × (N·T·T', O) → Y = Aᵀ·M·A, (N, 2T, 2T', O)."""
-  m = [a.reshape(n, th, tw, -1) for a in m]
-  rows = [[_combine(_S1_AT[r], m[j::5]) for j in range(5)] for r in range(2)]
-  y = [[_combine(_S1_AT[s], rows[r]) for s in range(2)] for r in range(2)]
-  y = _stack([_stack(y[r], 3) for r in range(2)], 2)
-  return y.reshape(n, 2 * th, 2 * tw, -1)
+  return _tap_transform(_S1_GG.T, jnp.stack(dv)).reshape(4, 4, *dv[0].shape)
 
 
 def _s1_winograd_output_t(dy: jax.Array) -> Positions:
@@ -331,7 +332,7 @@ def conv4x4_s1_winograd(x: jax.Array, kernel: jax.Array) -> jax.Array:
 def _conv4x4_s1_winograd_fwd(x, kernel):
   n, h, w, _ = x.shape
   u, v = _s1_winograd_tiles(x), _s1_winograd_filter(kernel)
-  y = _s1_winograd_output(_products(u, v), n, _s1_tiles(h), _s1_tiles(w))[:, :h - 1, :w - 1]
+  y = _output_transform(_S1_AT, _products(u, v), n, _s1_tiles(h), _s1_tiles(w))[:, :h - 1, :w - 1]
   return y.astype(x.dtype), (u, v, x.shape[1:3])
 
 
