@@ -4,21 +4,20 @@
 
 The data is the TFDS dataset `pix2pix/facades`, prepared on first use (array_record, no
 TensorFlow): from `data.manual_dir` when it holds the authors' tarball or extracted folder
-(defaults to ../shared/data/facades when that exists beside the checkout), otherwise downloaded
-from the authors' server. 400 training images → 80,000 steps; about a day on 2 CPU cores.
+(default: the PIX2PIX_FACADES_DIR environment variable, if set), otherwise downloaded from the
+authors' server. 400 training images → 80,000 steps (docs/results.md has measured times).
 """
 
 import os
 
 from configs import default
 
-_LOCAL_FACADES = os.path.normpath(
-    os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "data",
-                 "facades"))
+# Where a local copy of the authors' facades (folder or facades.tar.gz) lives, if any.
+FACADES_DIR_ENV = "PIX2PIX_FACADES_DIR"
 
 
 def get_config():
   config = default.for_dataset("facades", "BtoA", batch_size=1, n_epochs=100,
                                n_epochs_decay=100)
-  config.data.manual_dir = _LOCAL_FACADES if os.path.isdir(_LOCAL_FACADES) else ""
+  config.data.manual_dir = os.environ.get(FACADES_DIR_ENV, "")
   return config

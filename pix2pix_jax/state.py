@@ -29,10 +29,13 @@ class TrainState(flax.struct.PyTreeNode):
 def lr_schedule(config, steps_per_epoch: int) -> optax.Schedule:
   """The authors' learning-rate policies, evaluated per step but constant within an epoch.
 
-  linear: constant for `n_epochs`, then `1 - (e + 1 - n_epochs) / (n_epochs_decay + 1)` for the
-  0-based epoch e (their LambdaLR; it ends at 1/(n_epochs_decay+1), not exactly zero);
-  step: ×0.1 every `lr_decay_iters` epochs; cosine: to zero over n_epochs + n_epochs_decay
-  epochs; constant.
+  Their current `train.py` steps the scheduler at the *start* of every epoch, so the 1-based
+  epoch T trains at the policy's value for T (0-based epoch e: T = e + 1):
+  linear: `1 - max(0, T + 1 - n_epochs) / (n_epochs_decay + 1)` (LambdaLR): the decay starts in
+  epoch n_epochs and the last scheduled epoch runs at lr 0;
+  step: ×0.1 every `lr_decay_iters` epochs (StepLR, so epoch lr_decay_iters is the first decayed);
+  cosine: `CosineAnnealingLR(T_max=n_epochs, eta_min=0)`, i.e. `(1 + cos(π T / n_epochs)) / 2`
+  (periodic past n_epochs, as torch's); constant.
   """
   o = config.optim
   base, policy = float(o.lr), o.lr_policy
@@ -42,17 +45,17 @@ def lr_schedule(config, steps_per_epoch: int) -> optax.Schedule:
     raise ValueError(f"steps_per_epoch must be positive, got {steps_per_epoch}")
 
   def schedule(step):
-    epoch = (jnp.asarray(step) // steps_per_epoch).astype(jnp.float32)
+    # The scheduler's count after the step at the start of the 1-based epoch T = e + 1.
+    t = (jnp.asarray(step) // steps_per_epoch + 1).astype(jnp.float32)
     if policy == "linear":
-      factor = 1.0 - jnp.maximum(0.0, epoch + 1 - o.n_epochs) / float(o.n_epochs_decay + 1)
+      factor = 1.0 - jnp.maximum(0.0, t + 1 - o.n_epochs) / float(o.n_epochs_decay + 1)
     elif policy == "step":
-      factor = 0.1 ** jnp.floor(epoch / o.lr_decay_iters)
+      factor = 0.1 ** jnp.floor(t / o.lr_decay_iters)
     elif policy == "cosine":
-      total = float(o.n_epochs + o.n_epochs_decay)
-      factor = 0.5 * (1 + jnp.cos(jnp.pi * jnp.minimum(epoch, total) / total))
+      factor = 0.5 * (1 + jnp.cos(jnp.pi * t / float(o.n_epochs)))
     else:
-      factor = jnp.ones_like(epoch)
-    # Past the scheduled epochs (e.g. num_train_steps set longer) the rate stays at its floor.
+      factor = jnp.ones_like(t)
+    # Past the scheduled epochs (e.g. num_train_steps set longer) the rate stays at zero.
     return base * jnp.maximum(factor, 0.0)
 
   return schedule

@@ -108,9 +108,10 @@ def test_gradient_penalty_of_a_linear_critic():
 def test_linear_schedule_matches_the_authors_lambda_rule():
   config = tiny_config(**{"optim.n_epochs": 3, "optim.n_epochs_decay": 4, "optim.lr": 1.0})
   schedule = state_lib.lr_schedule(config, steps_per_epoch=10)
-  # Authors: lr(epoch e, 1-based) = 1 - max(0, e - n_epochs) / (n_epochs_decay + 1).
+  # Authors' master (scheduler stepped at the start of each epoch): the 1-based epoch T trains at
+  # 1 - max(0, T + 1 - n_epochs) / (n_epochs_decay + 1); the last epoch runs at 0.
   for epoch in range(1, 8):
-    expected = 1.0 - max(0, epoch - 3) / 5
+    expected = 1.0 - max(0, epoch + 1 - 3) / 5
     for step in ((epoch - 1) * 10, epoch * 10 - 1):
       np.testing.assert_allclose(float(schedule(step)), expected, rtol=1e-6)
 
@@ -126,11 +127,14 @@ def test_learning_rate_never_negative_past_the_schedule(policy):
 def test_step_and_cosine_schedules():
   config = tiny_config(**{"optim.lr_policy": "step", "optim.lr_decay_iters": 2, "optim.lr": 1.0})
   schedule = state_lib.lr_schedule(config, steps_per_epoch=5)
-  np.testing.assert_allclose([float(schedule(s)) for s in (0, 9, 10, 20)],
-                             [1, 1, 0.1, 0.01], rtol=1e-5)
-  config = tiny_config(**{"optim.lr_policy": "cosine", "optim.lr": 1.0})
+  # StepLR stepped at the start of each epoch: epoch T (1-based) at 0.1^floor(T / 2).
+  np.testing.assert_allclose([float(schedule(s)) for s in (0, 4, 5, 14, 15)],
+                             [1, 1, 0.1, 0.1, 0.01], rtol=1e-5)
+  config = tiny_config(**{"optim.lr_policy": "cosine", "optim.lr": 1.0, "optim.n_epochs": 4})
   schedule = state_lib.lr_schedule(config, steps_per_epoch=5)
-  assert float(schedule(0)) == 1.0 and float(schedule(10)) < 1e-6
+  # CosineAnnealingLR(T_max=n_epochs): epoch T at (1 + cos(pi T / 4)) / 2, zero at T = 4.
+  np.testing.assert_allclose([float(schedule(s)) for s in (0, 15, 19)],
+                             [(1 + np.cos(np.pi / 4)) / 2, 0, 0], atol=1e-6)
   with pytest.raises(ValueError, match="unknown optim.lr_policy"):
     state_lib.lr_schedule(tiny_config(**{"optim.lr_policy": "plateau"}), 5)
 

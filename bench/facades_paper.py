@@ -1,0 +1,185 @@
+"""The paper's model on the real CMP facades, trained for a wall-clock budget, then evaluated.
+
+  python -m bench.facades_paper --hours 2 [--sec_per_step 0.9] [--workdir runs/facades_paper]
+
+Trains `configs/facades.py` unchanged in architecture and data (unet_256, 70×70 PatchGAN,
+256 px, batch 1, resize 286 + random crop 256 + flip, label map → photo) for the number of
+steps that fits the budget at `--sec_per_step` (or exactly `--steps`), rounded to whole epochs,
+with the paper's schedule compressed in its proportions: half the epochs at constant lr, half
+in linear decay (the paper: 100 + 100). It evaluates on val in paper mode at
+`--eval_points` evenly spaced steps during training, then the final checkpoint in both
+test-time modes, writes the results page, WORKDIR/paper_run.json (plan, times, numbers) and
+WORKDIR/samples_256.png (label map | ours | photo for eight val images).
+
+Background-friendly: start it with `nice -n 19`; rerunning with the same workdir resumes the
+run (a larger `--hours` / `--steps` extends it: the plan is recomputed, so the lr of steps still
+to come follows the new length). The facades are read from `--facades_dir` or the
+PIX2PIX_FACADES_DIR variable (the authors' `facades/` folder with train/ and val/, or their
+tarball).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import pathlib
+import time
+
+from bench.common import REPO, machine_line
+
+STEPS_PER_EPOCH = 400  # facades train: 400 images at batch 1
+# Val images shown in samples_256.png (file stems of the authors' val split).
+SAMPLE_NAMES = ("1", "5", "12", "27", "51", "63", "78", "94")
+
+
+def plan(args) -> dict:
+  """Steps, epochs and the compressed 100 + 100 schedule for the budget."""
+  steps = args.steps or int(args.hours * 3600 / args.sec_per_step)
+  epochs = max(2, round(steps / STEPS_PER_EPOCH))
+  n_epochs = epochs // 2
+  return {"steps": epochs * STEPS_PER_EPOCH, "epochs": epochs, "n_epochs": n_epochs,
+          "n_epochs_decay": epochs - n_epochs, "hours": args.hours,
+          "sec_per_step": args.sec_per_step}
+
+
+def build_config(args, run_plan: dict):
+  from configs import facades
+  config = facades.get_config()
+  config.data.manual_dir = args.facades_dir or config.data.manual_dir
+  if not config.data.manual_dir:
+    raise SystemExit("error: no facades: pass --facades_dir DIR or set PIX2PIX_FACADES_DIR to "
+                     "the authors' facades folder (train/, val/) or facades.tar.gz")
+  config.data.tfds_data_dir = os.path.abspath(args.tfds_data_dir)
+  config.optim.n_epochs = run_plan["n_epochs"]
+  config.optim.n_epochs_decay = run_plan["n_epochs_decay"]
+  config.num_train_steps = run_plan["steps"]
+  every = max(STEPS_PER_EPOCH, run_plan["steps"] // args.eval_points)
+  config.log_every_steps = 100
+  config.sample_every_steps = every
+  config.eval_every_steps = every
+  config.checkpoint_every_steps = 1000
+  config.eval_batch_size = 1  # the authors test at batch 1 (paper mode: one image's statistics)
+  config.eval_mode = "paper"
+  return config
+
+
+def eval_history(workdir: pathlib.Path) -> list[dict]:
+  """The periodic val evaluations logged during training (metrics.jsonl)."""
+  path = workdir / "metrics.jsonl"
+  if not path.exists():
+    return []
+  records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+  return [{k: r[k] for k in ("step", "l1", "psnr", "ssim")} for r in records
+          if r.get("kind") == "eval"]
+
+
+def train_seconds(workdir: pathlib.Path) -> dict:
+  """Wall time and mean seconds per step of the logged training intervals, over all launches."""
+  path = workdir / "metrics.jsonl"
+  records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+  train = [r for r in records if r.get("kind") == "train"]
+  seconds, previous = 0.0, 0
+  for r in train:
+    seconds += (r["step"] - previous) / r["steps_per_sec"]
+    previous = r["step"]
+  return {"logged_train_seconds": seconds,
+          "sec_per_step": seconds / previous if previous else None}
+
+
+def sample_figure(config, images_dir: str, out_png: pathlib.Path) -> list[str]:
+  """label map | ours | photo rows at 256 px for SAMPLE_NAMES from an eval's saved outputs."""
+  import numpy as np
+  from PIL import Image
+  from pix2pix_jax import report
+  from pix2pix_jax.data import pipeline
+  source = pipeline.get_source(config, "val")
+  transform = pipeline.Transform.from_config(config, train=False)
+  rows = {}
+  for i in range(len(source)):
+    example = source[i]
+    stem = pathlib.Path(str(example["name"])).stem
+    if stem in SAMPLE_NAMES:
+      rows[stem] = transform(example, None)
+  names = [n for n in SAMPLE_NAMES if n in rows]
+  outputs = [np.asarray(Image.open(pathlib.Path(images_dir) / f"{n}.png"), np.float32) / 127.5
+             - 1.0 for n in names]
+  report.save_sample_grid(str(out_png), np.stack([rows[n]["A"] for n in names]),
+                          np.stack(outputs), np.stack([rows[n]["B"] for n in names]))
+  return names
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--workdir", default=str(REPO / "runs" / "facades_paper"))
+  parser.add_argument("--tfds_data_dir", default=str(REPO / "runs" / "tfds"))
+  parser.add_argument("--facades_dir", default="",
+                      help="the authors' facades folder or tarball (default: PIX2PIX_FACADES_DIR)")
+  parser.add_argument("--hours", type=float, default=2.0, help="training budget (wall clock)")
+  parser.add_argument("--sec_per_step", type=float, default=0.9,
+                      help="expected seconds per step on this machine, to turn hours into steps")
+  parser.add_argument("--steps", type=int, default=0, help="exact steps (overrides --hours)")
+  parser.add_argument("--eval_points", type=int, default=6, help="val evaluations in training")
+  args = parser.parse_args()
+
+  from absl import logging
+  logging.set_verbosity(logging.INFO)
+  logging.use_absl_handler()
+  from pix2pix_jax import loop, platform
+  platform.quiet_library_logs()
+  workdir = pathlib.Path(args.workdir).absolute()
+  workdir.mkdir(parents=True, exist_ok=True)
+  run_plan = plan(args)
+  config = build_config(args, run_plan)
+  platform.configure(config)
+  record_path = workdir / "paper_run.json"
+  record = json.loads(record_path.read_text()) if record_path.exists() else {"launches": []}
+  record["plan"] = run_plan
+  print(f"plan: {run_plan}", flush=True)
+
+  t0 = time.time()
+  summary = loop.train_and_evaluate(config, str(workdir))
+  record["launches"].append({"start": datetime.datetime.fromtimestamp(t0).isoformat(" ", "seconds"),
+                             "seconds": time.time() - t0, "end_step": summary["step"]})
+  record_path.write_text(json.dumps(record, indent=1))
+  if summary["preempted"]:
+    raise SystemExit(f"training stopped at step {summary['step']}; rerun to resume")
+
+  import jax
+  from pix2pix_jax import inference
+  final = {}
+  for mode in ("paper", "eval"):
+    config.unlock()
+    config.eval_mode = mode
+    config.lock()
+    t0 = time.perf_counter()
+    result = inference.run_eval(config, str(workdir), split="val")
+    final[mode] = {k: result[k] for k in ("l1", "psnr", "ssim", "num_images", "json_path")}
+    final[mode]["seconds"] = time.perf_counter() - t0
+    if mode == "paper":
+      page, images_dir = result["page"], result["images_dir"]
+  names = sample_figure(config, images_dir, workdir / "samples_256.png")
+  record.update({
+      "date": datetime.date.today().isoformat(),
+      "machine": f"{machine_line('jax')}, {jax.default_backend()} backend",
+      "steps": summary["step"],
+      "epochs": summary["step"] / STEPS_PER_EPOCH,
+      "wall_seconds": sum(l["seconds"] for l in record["launches"]),
+      **train_seconds(workdir),
+      "eval_during_training": eval_history(workdir),
+      "final": final,
+      "page": page,
+      "samples": {"png": str(workdir / "samples_256.png"), "names": names},
+  })
+  record_path.write_text(json.dumps(record, indent=1))
+  print(json.dumps(record, indent=1))
+  print("\n| step | L1 ↓ | PSNR dB ↑ | SSIM ↑ |\n|---|---|---|---|")
+  for r in record["eval_during_training"]:
+    print(f"| {r['step']} | {r['l1']:.4f} | {r['psnr']:.2f} | {r['ssim']:.4f} |")
+  for m, r in final.items():
+    print(f"| final, {m} mode | {r['l1']:.4f} | {r['psnr']:.2f} | {r['ssim']:.4f} |")
+
+
+if __name__ == "__main__":
+  main()
