@@ -43,6 +43,10 @@ def get_config() -> ml_collections.ConfigDict:
   model.dropout_rate = 0.5
   model.input_nc = 3  # channels of the input image (1 = grayscale)
   model.output_nc = 3  # channels of the output image
+  # How convolutions run (same function, parameters and checkpoints whichever): auto = XLA's own
+  # convolutions when lowered for GPU/TPU, the CPU formulations when lowered for CPU; xla =
+  # XLA's everywhere (the reference); cpu_tuned = the CPU formulations everywhere.
+  model.conv_impl = "auto"
 
   # ---- Loss
   config.loss = loss = ml_collections.ConfigDict()

@@ -20,8 +20,8 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from pix2pix_jax import (checkpointing, evaluate, models, parallel, platform, state as state_lib,
-                         train)
+from pix2pix_jax import (checkpointing, evaluate, kernels, models, parallel, platform,
+                         state as state_lib, train)
 from pix2pix_jax.data import pipeline
 
 LOSS_KEYS = ("g_gan", "g_l1", "d_real", "d_fake")
@@ -163,7 +163,12 @@ class Experiment:
     initialisation's or the step's (docs/benchmarks.md). The result takes exactly the arrays
     `train_step` takes.
     """
-    compiled = self.train_step.lower(self.abstract_state, self.batch_spec()).compile()
+    with kernels.record_forms() as forms:
+      lowered = self.train_step.lower(self.abstract_state, self.batch_spec())
+    self.conv_forms = kernels.describe(forms, self.config.model.conv_impl,
+                                       self.mesh.devices.flat[0].platform)
+    logging.info("Convolutions: %s", self.conv_forms)
+    compiled = lowered.compile()
     platform.release_free_host_memory()
     return compiled
 

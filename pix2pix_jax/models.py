@@ -20,7 +20,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from pix2pix_jax import layers, resnet_layers
+from pix2pix_jax import kernels, layers, resnet_layers
 
 Dtype = Any
 
@@ -44,6 +44,7 @@ class UNetGenerator(nn.Module):
   use_dropout: bool = True
   dropout_rate: float = 0.5
   dtype: Dtype = jnp.float32
+  conv_impl: str = "auto"  # how convolutions run: auto | xla | cpu_tuned (see kernels)
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
@@ -58,14 +59,16 @@ class UNetGenerator(nn.Module):
     widths = [self.ngf * min(2**i, 8) for i in range(n)]
     use_bias = layers.conv_bias(self.norm)
     norm = functools.partial(layers.norm_layer, self.norm, self.dtype)
+    down = functools.partial(layers.Conv4x4, strides=2, dtype=self.dtype,
+                             conv_impl=self.conv_impl)
+    up = functools.partial(layers.ConvTranspose4x4, dtype=self.dtype, conv_impl=self.conv_impl)
 
     h = x.astype(self.dtype)
     skips = []
     for i in range(n):
       if i > 0:
         h = _leaky_relu(h)
-      h = layers.Conv4x4(widths[i], strides=2, use_bias=use_bias, dtype=self.dtype,
-                         name=f"down_{i}")(h)
+      h = down(widths[i], use_bias=use_bias, name=f"down_{i}")(h)
       if 0 < i < n - 1:
         h = norm(name=f"down_{i}_norm")(h, use_running_average=not train)
       skips.append(h)
@@ -73,11 +76,9 @@ class UNetGenerator(nn.Module):
     for i in reversed(range(n)):
       h = nn.relu(h)
       if i == 0:
-        h = layers.ConvTranspose4x4(self.output_nc, use_bias=True, dtype=self.dtype,
-                                    name="up_0")(h)
+        h = up(self.output_nc, use_bias=True, name="up_0")(h)
         return jnp.tanh(h.astype(jnp.float32))
-      h = layers.ConvTranspose4x4(widths[i - 1], use_bias=use_bias, dtype=self.dtype,
-                                  name=f"up_{i}")(h)
+      h = up(widths[i - 1], use_bias=use_bias, name=f"up_{i}")(h)
       h = norm(name=f"up_{i}_norm")(h, use_running_average=not train)
       if self.use_dropout and 4 <= i <= n - 2:
         h = nn.Dropout(self.dropout_rate, deterministic=not train)(h)
@@ -95,24 +96,23 @@ class PatchDiscriminator(nn.Module):
   n_layers: int = 3
   norm: str = "batch"
   dtype: Dtype = jnp.float32
+  conv_impl: str = "auto"
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
     use_bias = layers.conv_bias(self.norm)
     norm = functools.partial(layers.norm_layer, self.norm, self.dtype)
-    h = layers.Conv4x4(self.ndf, strides=2, use_bias=True, dtype=self.dtype, name="conv_0")(
-        x.astype(self.dtype))
+    conv = functools.partial(layers.Conv4x4, dtype=self.dtype, conv_impl=self.conv_impl)
+    h = conv(self.ndf, strides=2, use_bias=True, name="conv_0")(x.astype(self.dtype))
     h = _leaky_relu(h)
     mult = 1
     for i in range(1, self.n_layers + 1):
       mult = min(2**i, 8)
       strides = 2 if i < self.n_layers else 1
-      h = layers.Conv4x4(self.ndf * mult, strides=strides, use_bias=use_bias, dtype=self.dtype,
-                         name=f"conv_{i}")(h)
+      h = conv(self.ndf * mult, strides=strides, use_bias=use_bias, name=f"conv_{i}")(h)
       h = norm(name=f"norm_{i}")(h, use_running_average=not train)
       h = _leaky_relu(h)
-    h = layers.Conv4x4(1, strides=1, use_bias=True, dtype=self.dtype,
-                       name=f"conv_{self.n_layers + 1}")(h)
+    h = conv(1, strides=1, use_bias=True, name=f"conv_{self.n_layers + 1}")(h)
     return h[..., 0].astype(jnp.float32)
 
 
@@ -121,6 +121,7 @@ class PixelDiscriminator(nn.Module):
   ndf: int = 64
   norm: str = "batch"
   dtype: Dtype = jnp.float32
+  conv_impl: str = "auto"  # unused: 1×1 convolutions are one matrix product on every backend
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
@@ -153,7 +154,8 @@ def make_generator(config, dtype: Dtype = jnp.float32) -> nn.Module:
   if m.generator not in GENERATORS:
     raise ValueError(f"unknown generator {m.generator!r}; choose one of {sorted(GENERATORS)}")
   kwargs = dict(output_nc=m.output_nc, ngf=m.ngf, norm=m.norm, use_dropout=m.use_dropout,
-                dropout_rate=m.dropout_rate, dtype=dtype)
+                dropout_rate=m.dropout_rate, dtype=dtype,
+                conv_impl=kernels.check_impl(m.get("conv_impl", "auto")))
   if m.generator == "unet":
     kwargs["num_downs"] = m.num_downs
   return GENERATORS[m.generator](**kwargs)
@@ -165,7 +167,8 @@ def make_discriminator(config, dtype: Dtype = jnp.float32) -> nn.Module:
   if m.discriminator not in DISCRIMINATORS:
     raise ValueError(f"unknown discriminator {m.discriminator!r}; choose one of "
                      f"{sorted(DISCRIMINATORS)}")
-  kwargs = dict(ndf=m.ndf, norm=m.norm, dtype=dtype)
+  kwargs = dict(ndf=m.ndf, norm=m.norm, dtype=dtype,
+                conv_impl=kernels.check_impl(m.get("conv_impl", "auto")))
   if m.discriminator == "n_layers":
     kwargs["n_layers"] = m.n_layers_d
   return DISCRIMINATORS[m.discriminator](**kwargs)
@@ -186,6 +189,7 @@ class ResnetBlock(nn.Module):
   dropout_rate: float = 0.5
   padding_type: str = "reflect"
   dtype: Dtype = jnp.float32
+  conv_impl: str = "auto"
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
@@ -194,7 +198,7 @@ class ResnetBlock(nn.Module):
     for i in range(2):
       h = resnet_layers.pad2d(h, 1, self.padding_type)
       h = resnet_layers.Conv(self.features, 3, use_bias=use_bias, dtype=self.dtype,
-                             name=f"conv_{i}")(h)
+                             conv_impl=self.conv_impl, name=f"conv_{i}")(h)
       h = layers.norm_layer(self.norm, self.dtype, name=f"norm_{i}")(
           h, use_running_average=not train)
       if i == 0:
@@ -219,6 +223,7 @@ class ResnetGenerator(nn.Module):
   n_blocks: int = 9
   padding_type: str = "reflect"
   dtype: Dtype = jnp.float32
+  conv_impl: str = "auto"
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
@@ -229,23 +234,25 @@ class ResnetGenerator(nn.Module):
                        f"{x.shape[1]}×{x.shape[2]}")
     use_bias = layers.conv_bias(self.norm)
     norm = functools.partial(layers.norm_layer, self.norm, self.dtype)
+    conv = functools.partial(resnet_layers.Conv, dtype=self.dtype, conv_impl=self.conv_impl)
 
     h = resnet_layers.pad2d(x.astype(self.dtype), 3, "reflect")
-    h = resnet_layers.Conv(self.ngf, 7, use_bias=use_bias, dtype=self.dtype, name="stem")(h)
+    h = conv(self.ngf, 7, use_bias=use_bias, name="stem")(h)
     h = nn.relu(norm(name="stem_norm")(h, use_running_average=not train))
     for i in (1, 2):
-      h = resnet_layers.Conv(self.ngf * 2**i, 3, strides=2, padding=1, use_bias=use_bias,
-                             dtype=self.dtype, name=f"down_{i}")(h)
+      h = conv(self.ngf * 2**i, 3, strides=2, padding=1, use_bias=use_bias,
+               name=f"down_{i}")(h)
       h = nn.relu(norm(name=f"down_{i}_norm")(h, use_running_average=not train))
     for i in range(self.n_blocks):
       h = ResnetBlock(self.ngf * 4, self.norm, self.use_dropout, self.dropout_rate,
-                      self.padding_type, self.dtype, name=f"block_{i}")(h, train)
+                      self.padding_type, self.dtype, self.conv_impl, name=f"block_{i}")(h, train)
     for i in (1, 2):
       h = resnet_layers.ConvTranspose3x3(self.ngf * 2**(2 - i), use_bias=use_bias,
-                                         dtype=self.dtype, name=f"up_{i}")(h)
+                                         dtype=self.dtype, conv_impl=self.conv_impl,
+                                         name=f"up_{i}")(h)
       h = nn.relu(norm(name=f"up_{i}_norm")(h, use_running_average=not train))
     h = resnet_layers.pad2d(h, 3, "reflect")
-    h = resnet_layers.Conv(self.output_nc, 7, use_bias=True, dtype=self.dtype, name="out")(h)
+    h = conv(self.output_nc, 7, use_bias=True, name="out")(h)
     return jnp.tanh(h.astype(jnp.float32))
 
 
