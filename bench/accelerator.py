@@ -139,14 +139,27 @@ def _compile_variant(impl: str, dtype: str, batch: int) -> dict:
           "compile_s": time.perf_counter() - t0, "forms": experiment.conv_forms}
 
 
-def _model_flops(batch: int) -> float:
-  """FLOPs of one step with every convolution direct (XLA's count for conv_impl="xla")."""
-  from pix2pix_jax import loop
-  experiment = loop.Experiment(_paper_config("xla", "float32", batch), num_train_examples=400)
-  cost = experiment.train_step.lower(experiment.abstract_state,
-                                     experiment.batch_spec()).cost_analysis()
+def _model_flops(batch: int) -> float | None:
+  """FLOPs of one step with every convolution direct: XLA:CPU's count for conv_impl="xla".
+
+  Counted on the CPU lowering because GPU cost analyses leave out convolutions run as library
+  calls (cuDNN).
+  """
+  import jax
+  import jax.numpy as jnp
+  from pix2pix_jax import models, state as state_lib, train
+  config = _paper_config("xla", "float32", batch)
+  generator, discriminator = models.make_generator(config), models.make_discriminator(config)
+  g_tx, d_tx = (state_lib.make_optimizer(config, 400) for _ in range(2))
+  size = config.data.crop_size
+  abstract = jax.eval_shape(lambda: state_lib.create_train_state(
+      config, generator, discriminator, g_tx, d_tx, (size, size), 3, 3))
+  spec = {k: jax.ShapeDtypeStruct((batch, size, size, 3), jnp.float32) for k in ("A", "B")}
+  step = train.bind_train_step(config, generator, discriminator, g_tx, d_tx)
+  lowered = jax.jit(step).trace(abstract, spec).lower(lowering_platforms=("cpu",))
+  cost = lowered.cost_analysis()
   cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-  return float(cost["flops"])
+  return float(cost["flops"]) if cost and "flops" in cost else None
 
 
 def _time_variant(variant: dict, min_seconds: float = 2.0, max_steps: int = 200) -> dict:
@@ -217,7 +230,7 @@ def to_markdown(record: dict) -> str:
                  f"{r['step_memory_gb']:.2f} | {r['forms_short']} |")
   lines += ["", f"Device peak memory in use over the whole benchmark: "
             f"{record.get('device_peak_gb', '?')} GB. Model FLOPs per image (direct "
-            f"convolutions): {record['model_gflop_per_image']:.1f} GFLOP.", ""]
+            f"convolutions): {record['model_gflop_per_image'] or float('nan'):.1f} GFLOP.", ""]
   if record.get("quickstart"):
     lines += ["Quickstart config, 500 steps (means over each 50-step window):", "",
               "| step | G L1 | G GAN | D real | D fake |", "|---|---|---|---|---|"]
@@ -226,7 +239,9 @@ def to_markdown(record: dict) -> str:
     lines += ["", f"500 steps in {record['quickstart'][-1]['seconds_total']:.1f} s after "
               "compilation (input pipeline included).", ""]
   det = record.get("deterministic", {})
-  if det.get("ok"):
+  if not det:
+    pass
+  elif det.get("ok"):
     lines.append(f"`config.deterministic`: two fresh processes, 3 paper steps at batch 4 → "
                  f"states **{'bit-identical' if det['identical'] else 'DIFFERENT'}** "
                  f"(SHA-256 {det['digests'][0]} / {det['digests'][1]}; XLA_FLAGS "
@@ -242,7 +257,10 @@ def main():
   parser.add_argument("--budget_s", type=float, default=420.0,
                       help="stop starting new measurements after this many seconds")
   parser.add_argument("--batches", default=",".join(map(str, BATCHES)))
-  parser.add_argument("--quickstart_steps", type=int, default=500)
+  parser.add_argument("--quickstart_steps", type=int, default=500, help="0: skip")
+  parser.add_argument("--impls", default=",".join(IMPLS))
+  parser.add_argument("--workers", type=int, default=4, help="concurrent compilations")
+  parser.add_argument("--skip_deterministic", action="store_true")
   parser.add_argument("--write", action="store_true", help="update docs/benchmarks.md")
   parser.add_argument("--image_size", type=int, default=256,
                       help="paper step's image size (256; a power of two, smaller only to "
@@ -255,7 +273,8 @@ def main():
     return
 
   start = time.perf_counter()
-  deterministic = _start_deterministic_runs(3)  # fresh processes, alongside the rest
+  # Fresh processes, alongside the rest.
+  deterministic = [] if args.skip_deterministic else _start_deterministic_runs(3)
   os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
   import datetime
   import flax
@@ -274,42 +293,47 @@ def main():
   print(record["device"], record["versions"], flush=True)
   batches = [int(b) for b in args.batches.split(",")]
   flops = {b: _model_flops(b) for b in batches}
-  record["model_gflop_per_image"] = flops[batches[0]] / batches[0] / 1e9
-  variants = [(impl, dtype, b) for impl in IMPLS for dtype in DTYPES for b in batches]
-  workers = max(1, min(len(variants), (os.cpu_count() or 2) - 2))
-  with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
-    futures = {v: pool.submit(_compile_variant, *v) for v in variants}
-    for (impl, dtype, batch), future in list(futures.items()):
-      row = {"impl": impl, "dtype": dtype, "batch": batch}
-      record["steps"].append(row)
-      elapsed = time.perf_counter() - start
-      if elapsed > args.budget_s:
-        row["skipped"] = f"skipped: budget spent ({elapsed:.0f} s)"
-        continue
-      try:
-        variant = future.result(timeout=max(args.budget_s - elapsed, 1))
-        timing = _time_variant(variant)
-      except Exception as e:  # pylint: disable=broad-except
-        row["skipped"] = f"failed: {type(e).__name__}: {(str(e) or '-').splitlines()[0][:120]}"
-        print(row, flush=True)
-        continue
-      peak = record["peaks"][dtype]
-      row.update(compile_s=variant["compile_s"], **timing,
-                 images_per_s=batch / timing["s_per_step"],
-                 mfu=flops[batch] / timing["s_per_step"] / peak if peak else None,
-                 forms=variant["forms"],
-                 forms_short="XLA convolutions" if "XLA's own" in variant["forms"]
-                 else "CPU formulations")
-      del variant, futures[(impl, dtype, batch)]
-      print({k: v for k, v in row.items() if k != "forms"}, flush=True)
-  if time.perf_counter() - start < args.budget_s + 60:
+  record["model_gflop_per_image"] = flops[batches[0]] and flops[batches[0]] / batches[0] / 1e9
+  variants = [(impl, dtype, b) for impl in args.impls.split(",") for dtype in DTYPES
+              for b in batches]
+  workers = max(1, min(len(variants), args.workers))
+  pool = concurrent.futures.ThreadPoolExecutor(max_workers=workers)
+  futures = {v: pool.submit(_compile_variant, *v) for v in variants}
+  for (impl, dtype, batch), future in list(futures.items()):
+    row = {"impl": impl, "dtype": dtype, "batch": batch}
+    record["steps"].append(row)
+    elapsed = time.perf_counter() - start
+    if elapsed > args.budget_s:
+      row["skipped"] = f"skipped: budget spent ({elapsed:.0f} s)"
+      continue
+    try:
+      variant = future.result(timeout=max(args.budget_s - elapsed, 1))
+      timing = _time_variant(variant)
+    except Exception as e:  # pylint: disable=broad-except
+      row["skipped"] = f"failed: {type(e).__name__}: {(str(e) or '-').splitlines()[0][:120]}"
+      print(row, flush=True)
+      continue
+    peak = record["peaks"][dtype]
+    row.update(compile_s=variant["compile_s"], **timing,
+               images_per_s=batch / timing["s_per_step"],
+               mfu=flops[batch] / timing["s_per_step"] / peak if peak and flops[batch]
+               else None,
+               forms=variant["forms"],
+               forms_short="XLA convolutions" if "XLA's own" in variant["forms"]
+               else "CPU formulations")
+    del variant, futures[(impl, dtype, batch)]
+    print({k: v for k, v in row.items() if k != "forms"}, flush=True)
+  # Compilations still running past the budget are abandoned (the process exits below).
+  pool.shutdown(wait=False, cancel_futures=True)
+  if args.quickstart_steps and time.perf_counter() - start < args.budget_s + 60:
     record["quickstart"] = quickstart_losses(args.quickstart_steps)
     print(record["quickstart"], flush=True)
   stats = device.memory_stats() or {}
   if "peak_bytes_in_use" in stats:
     record["device_peak_gb"] = round(stats["peak_bytes_in_use"] / 1e9, 2)
-  record["deterministic"] = _collect_deterministic_runs(
-      deterministic, timeout=max(60, args.budget_s + 120 - (time.perf_counter() - start)))
+  if deterministic:
+    record["deterministic"] = _collect_deterministic_runs(
+        deterministic, timeout=max(60, args.budget_s + 120 - (time.perf_counter() - start)))
   record["total_s"] = time.perf_counter() - start
   markdown = to_markdown(record)
   print(markdown, flush=True)
@@ -320,6 +344,8 @@ def main():
   if args.write:
     from bench.common import write_section
     write_section("Accelerator", markdown)
+  sys.stdout.flush()
+  os._exit(0)  # without waiting for abandoned compilations
 
 
 if __name__ == "__main__":

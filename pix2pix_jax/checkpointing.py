@@ -53,8 +53,16 @@ def _flatten(d: dict, prefix: str = "") -> dict[str, Any]:
   return out
 
 
+# Keys of the compared sections that change how a model is computed, not what it is: runs,
+# parameters and checkpoints are interchangeable between their values.
+NON_STRUCTURAL_KEYS = ("model.conv_impl",)
+
+
 def config_differences(saved: dict, current: dict, sections=STRUCTURAL_KEYS) -> list[str]:
-  """Lines `key: saved → current` for every key of `sections` (None: all keys) that differs."""
+  """Lines `key: saved → current` for every key of `sections` (None: all keys) that differs.
+
+  `NON_STRUCTURAL_KEYS` (e.g. `model.conv_impl`) never count as a difference.
+  """
   if sections is None:
     a, b = _flatten(saved), _flatten(current)
   else:
@@ -66,7 +74,8 @@ def config_differences(saved: dict, current: dict, sections=STRUCTURAL_KEYS) -> 
   show = lambda v: "(absent)" if v is missing else repr(v)
   return [f"  {key}: checkpoint has {show(a.get(key, missing))}, config has "
           f"{show(b.get(key, missing))}"
-          for key in sorted(set(a) | set(b)) if a.get(key, missing) != b.get(key, missing)]
+          for key in sorted(set(a) | set(b))
+          if key not in NON_STRUCTURAL_KEYS and a.get(key, missing) != b.get(key, missing)]
 
 
 def check_writable(directory: str | os.PathLike) -> None:
