@@ -20,8 +20,8 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from pix2pix_jax import (checkpointing, evaluate, models, parallel, platform, state as state_lib,
-                         train)
+from pix2pix_jax import (atomic, checkpointing, evaluate, models, parallel, platform,
+                         state as state_lib, train)
 from pix2pix_jax.data import pipeline
 
 LOSS_KEYS = ("g_gan", "g_l1", "d_real", "d_fake")
@@ -265,9 +265,8 @@ class _Outputs:
           kept.append(line)
       except json.JSONDecodeError:
         continue  # a line cut short by a kill
-    tmp = self.metrics_path.with_suffix(".tmp")
-    tmp.write_text("".join(l + "\n" for l in kept))
-    tmp.replace(self.metrics_path)
+    with atomic.atomic_path(self.metrics_path) as temporary:
+      temporary.write_text("".join(l + "\n" for l in kept))
 
   def samples(self, step: int, inputs, outputs, targets, heatmaps, prefix: str = "") -> None:
     if not self.enabled:

@@ -25,6 +25,7 @@ import numpy as np
 from PIL import Image
 from PIL import PngImagePlugin
 
+from pix2pix_jax import atomic
 from pix2pix_jax.plots import EVAL_FIELDS, plot_accuracy, plot_eval, plot_losses, read_metrics
 
 # Red (judged fake) to green (judged real): the reading needs no legend lookup.
@@ -131,11 +132,8 @@ def save_sample_grid(path, inputs, outputs, targets, heatmaps=None) -> None:
 
   info = PngImagePlugin.PngInfo()
   info.add_text(_COLUMNS_KEY, ",".join(names))
-  path = os.fspath(path)
-  os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-  temporary = path + ".tmp"
-  Image.fromarray(grid).save(temporary, format="PNG", pnginfo=info, compress_level=6)
-  os.replace(temporary, path)
+  with atomic.atomic_path(path) as temporary:
+    Image.fromarray(grid).save(temporary, format="PNG", pnginfo=info, compress_level=6)
 
 
 # ----------------------------------------------------------------------------
@@ -347,8 +345,6 @@ def write_report(workdir) -> str:
           f"<style>{_CSS.replace('GRADIENT', _colour_bar_css())}</style></head>\n<body>\n"
           + "\n".join(part for part in body if part) + "\n</body></html>\n")
   index = os.path.join(workdir, "index.html")
-  temporary = index + ".tmp"
-  with open(temporary, "w", encoding="utf-8") as f:
-    f.write(page)
-  os.replace(temporary, index)
+  with atomic.atomic_path(index) as temporary:
+    temporary.write_text(page, encoding="utf-8")
   return index
