@@ -1,7 +1,7 @@
 """Per-layer timings of every conv formulation in `pix2pix_jax.layers`, to choose the dispatch.
 
-  python bench/layers.py --batch=4          # ~3 min on 2 cores
-  python bench/layers.py --batch=1 --reps=10
+  python -m bench.layers --batch=4          # ~3 min on 2 cores
+  python -m bench.layers --batch=1 --reps=10
 
 For every 4×4 conv and transposed conv of the paper's model (`unet_256` + basic 70×70 PatchGAN,
 256-px RGB pairs) it times one jitted forward + backward pass (gradients for input and kernel)
@@ -14,15 +14,12 @@ direct convolution's FLOPs (2 per multiply-add, three matrix products), so Winog
 from __future__ import annotations
 
 import argparse
-import pathlib
-import sys
 import time
 from typing import Callable
 
 import jax
 import jax.numpy as jnp
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 from pix2pix_jax import layers  # pylint: disable=wrong-import-position
 from pix2pix_jax.winograd import conv4x4_s1_winograd, conv_transpose4x4_winograd  # pylint: disable=wrong-import-position
 

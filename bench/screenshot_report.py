@@ -1,6 +1,6 @@
 """Renders a run's results page in headless Chromium and saves a screenshot.
 
-  python bench/screenshot_report.py WORKDIR OUT.png [--width 1400 --height 2000]
+  python -m bench.screenshot_report WORKDIR OUT.png [--width 1400 --height 2000]
 
 WORKDIR must already hold index.html (see `pix2pix_jax.report.write_report`).
 Chromium runs with a fresh profile and no network features, so the shot shows
