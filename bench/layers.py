@@ -1,7 +1,7 @@
 """Per-layer timings of every CPU conv formulation in `pix2pix_jax.kernels`, to choose the dispatch.
 
-  python bench/layers.py --batch=4          # ~3 min on 2 cores
-  python bench/layers.py --batch=1 --reps=10
+  python -m bench.layers --batch=4          # ~3 min on 2 cores
+  python -m bench.layers --batch=1 --reps=10
 
 For every 4×4 conv and transposed conv of the paper's model (`unet_256` + basic 70×70 PatchGAN,
 256-px RGB pairs) it times one jitted forward + backward pass (gradients for input and kernel)
@@ -14,17 +14,14 @@ direct convolution's FLOPs (2 per multiply-add, three matrix products), so Winog
 from __future__ import annotations
 
 import argparse
-import pathlib
-import sys
 import time
 from typing import Callable
 
 import jax
 import jax.numpy as jnp
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-from pix2pix_jax.kernels import cpu, xla  # pylint: disable=wrong-import-position
-from pix2pix_jax.kernels.winograd import (conv4x4_s1_winograd, conv4x4_winograd,  # pylint: disable=wrong-import-position
+from pix2pix_jax.kernels import cpu, xla
+from pix2pix_jax.kernels.winograd import (conv4x4_s1_winograd, conv4x4_winograd,
                                           conv_transpose4x4_winograd)
 
 Conv = Callable[[jax.Array, jax.Array], jax.Array]

@@ -81,6 +81,12 @@ def get_config() -> ml_collections.ConfigDict:
   config.max_to_keep = 3  # newest checkpoints kept
   config.keep_every_steps = 0  # additionally keep every checkpoint at a multiple of this
   config.tensorboard = True
+
+  # ---- Results page
+  config.report = report = ml_collections.ConfigDict()
+  # Another run's workdir (e.g. the authors' model imported with `convert`): its generator's
+  # outputs on the sample inputs are shown beside ours in every sample grid ("" = none).
+  report.reference_workdir = ""
   return config
 
 

@@ -28,6 +28,8 @@ import numpy as np
 import orbax.checkpoint as ocp
 from absl import logging
 
+from pix2pix_jax import atomic
+
 # Config sections whose change makes a checkpoint unusable (shapes or meaning of the state).
 STRUCTURAL_KEYS = ("model",)
 # Files every complete step has, relative to the step directory.
@@ -308,7 +310,5 @@ def abstract_like(tree, shardings):
 
 
 def save_config_json(workdir: str | os.PathLike, config_dict: dict) -> None:
-  path = pathlib.Path(workdir) / "config.json"
-  tmp = path.with_suffix(".json.tmp")
-  tmp.write_text(json.dumps(config_dict, indent=2, sort_keys=True, default=str))
-  os.replace(tmp, path)
+  with atomic.atomic_path(pathlib.Path(workdir) / "config.json") as temporary:
+    temporary.write_text(json.dumps(config_dict, indent=2, sort_keys=True, default=str))

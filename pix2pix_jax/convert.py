@@ -1,4 +1,4 @@
-"""Import (and export) the authors' PyTorch checkpoints: `latest_net_G.pth` ↔ Flax variables.
+"""Import of the authors' PyTorch checkpoints: `latest_net_G.pth` → Flax variables.
 
 The key mapping is derived from the network's structure, not written out per architecture: a
 *layout* walks the authors' module tree (nested U-Net skip blocks, the flat ResNet / PatchGAN
@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-from typing import Any, Iterable, Mapping
+from typing import Any, Mapping
 
 import flax.linen as nn
 import jax
@@ -48,7 +48,6 @@ class LayerMap:
   kind: str                   # conv | conv_transpose | batch_norm | instance_norm
 
 
-_BN_KEYS = ("weight", "bias", "running_mean", "running_var")
 _IGNORED_KEYS = {
     "batch_norm": ("num_batches_tracked",),
     "instance_norm": ("running_mean", "running_var", "num_batches_tracked"),
@@ -228,7 +227,7 @@ def _pairs(entry: LayerMap, flat_abstract: Mapping[tuple, Any]):
 
 
 # ---------------------------------------------------------------------------------------------
-# torch → Flax and back
+# torch → Flax
 # ---------------------------------------------------------------------------------------------
 
 
@@ -290,42 +289,6 @@ def state_dict_to_variables(state_dict: Mapping[str, Any], module: nn.Module,
   return {"params": variables.get("params", {}), "batch_stats": variables.get("batch_stats", {})}
 
 
-StateDict = "collections.OrderedDict[str, np.ndarray]"
-
-
-def variables_to_state_dict(variables: Mapping[str, Any], module: nn.Module, in_channels: int,
-                            num_batches_tracked: int = 0) -> StateDict:
-  """The reverse: Flax variables → the authors' state dict (numpy arrays, torch key order).
-
-  `num_batches_tracked` (unused by the authors' fixed-momentum BatchNorm) is written as given.
-  Wrap the values with `torch.from_numpy` to `load_state_dict` them.
-  """
-  flat_abstract = traverse_util.flatten_dict(abstract_variables(module, in_channels))
-  flat = traverse_util.flatten_dict({"params": variables.get("params", {}),
-                                     "batch_stats": variables.get("batch_stats", {})})
-  extra = set(flat) - set(flat_abstract)
-  if extra:
-    raise ConversionError(f"unexpected Flax variable {'/'.join(min(extra))} for {describe(module)}")
-  out = collections.OrderedDict()
-  for entry in module_layout(module):
-    for key, _, path, flax_shape in _pairs(entry, flat_abstract):
-      if flax_shape is None:
-        continue
-      if path not in flat:
-        raise ConversionError(f"missing Flax variable {'/'.join(path)} for {describe(module)}")
-      value = np.asarray(flat[path], np.float32)
-      if value.shape != flax_shape:
-        raise ConversionError(f"Flax variable {'/'.join(path)} has shape {value.shape}, "
-                              f"expected {flax_shape} for {describe(module)}")
-      if path[-1] == "kernel":
-        value = value.transpose((3, 2, 0, 1) if entry.kind == "conv" else (2, 3, 0, 1))
-      out[key] = np.array(value, np.float32, order="C")  # a writable copy
-    if entry.kind == "batch_norm":
-      out[f"{entry.torch_prefix}.num_batches_tracked"] = np.asarray(num_batches_tracked,
-                                                                    np.int64)
-  return out
-
-
 def _network(config, network: str) -> tuple[nn.Module, int]:
   m = config.model
   if network == "generator":
@@ -345,13 +308,6 @@ def torch_state_dict_to_flax(state_dict: Mapping[str, Any], config,
   return state_dict_to_variables(state_dict, module, in_channels)
 
 
-def flax_to_torch_state_dict(variables: Mapping[str, Any], config, network: str = "generator",
-                             num_batches_tracked: int = 0) -> StateDict:
-  """{'params', 'batch_stats'} for `config.model` → the authors' state dict (numpy values)."""
-  module, in_channels = _network(config, network)
-  return variables_to_state_dict(variables, module, in_channels, num_batches_tracked)
-
-
 def load_torch_state_dict(path: str) -> dict[str, Any]:
   """Reads a `.pth` state dict on the CPU without executing pickled code (torch required)."""
   try:
@@ -362,11 +318,6 @@ def load_torch_state_dict(path: str) -> dict[str, Any]:
   if not isinstance(state_dict, Mapping):
     raise ConversionError(f"{path} holds a {type(state_dict).__name__}, not a state dict")
   return dict(state_dict)
-
-
-def iter_layout(config, network: str = "generator") -> Iterable[LayerMap]:
-  """The torch ↔ Flax module pairs for `config.model` (for inspection and docs)."""
-  return module_layout(_network(config, network)[0])
 
 
 # ---------------------------------------------------------------------------------------------

@@ -45,7 +45,6 @@ from pix2pix_jax import checkpointing, evaluate
 from pix2pix_jax.data import images as images_lib
 
 RESIZE_MODES = ("crop_size", "multiple", "none")
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm")
 
 
 # ---------------------------------------------------------------------------- loading a run
@@ -299,11 +298,11 @@ def list_inputs(path: str | os.PathLike) -> list[pathlib.Path]:
   from pix2pix_jax.data import folder
   path = pathlib.Path(path).expanduser()
   if path.is_dir():
-    found = [p for p in path.iterdir()
-             if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".")]
+    found = folder.list_images(path)
     if not found:
-      raise FileNotFoundError(f"{path} holds no images ({', '.join(IMAGE_EXTENSIONS)})")
-    return sorted(found, key=lambda p: folder.natural_key(p.name))
+      raise FileNotFoundError(
+          f"{path} holds no images ({', '.join(images_lib.IMAGE_EXTENSIONS)})")
+    return found
   if not path.is_file():
     raise FileNotFoundError(f"--input {path} is neither an image file nor a folder")
   return [path]

@@ -20,7 +20,7 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from pix2pix_jax import (checkpointing, evaluate, kernels, models, parallel, platform,
+from pix2pix_jax import (atomic, checkpointing, evaluate, kernels, models, parallel, platform,
                          state as state_lib, train)
 from pix2pix_jax.data import pipeline
 
@@ -270,16 +270,17 @@ class _Outputs:
           kept.append(line)
       except json.JSONDecodeError:
         continue  # a line cut short by a kill
-    tmp = self.metrics_path.with_suffix(".tmp")
-    tmp.write_text("".join(l + "\n" for l in kept))
-    tmp.replace(self.metrics_path)
+    with atomic.atomic_path(self.metrics_path) as temporary:
+      temporary.write_text("".join(l + "\n" for l in kept))
 
-  def samples(self, step: int, inputs, outputs, targets, heatmaps, prefix: str = "") -> None:
+  def samples(self, step: int, inputs, outputs, targets, heatmaps, prefix: str = "", *,
+              references=None, reference_label: str = "") -> None:
     if not self.enabled:
       return
     from pix2pix_jax import report
     path = self.samples_dir / f"{prefix}step_{step:08d}.png"
-    report.save_sample_grid(str(path), inputs, outputs, targets, heatmaps)
+    report.save_sample_grid(str(path), inputs, outputs, targets, heatmaps, references=references,
+                            reference_label=reference_label)
     if self.writer is not None:
       from PIL import Image
       self.writer.write_images(step, {"samples": np.asarray(Image.open(path).convert("RGB"))})
@@ -299,6 +300,35 @@ def _sample_batch(config, eval_source, train_source) -> dict[str, np.ndarray]:
   source = eval_source if eval_source is not None else train_source
   n = min(config.num_samples, len(source))
   return next(pipeline.eval_batches(config, source, n, limit=n))
+
+
+def _reference_outputs(config, inputs: np.ndarray) -> tuple[np.ndarray | None, str]:
+  """`report.reference_workdir`'s generator on the sample inputs, and a label saying whose.
+
+  The reference (e.g. the authors' model imported with `convert`) does not change while we
+  train, so it runs once, in this run's test-time mode on the whole sample batch, as our
+  samples do. The results page is a side effect: a reference that cannot be used is reported
+  and left out, never a reason to stop training.
+  """
+  workdir = config.get("report", {}).get("reference_workdir", "")
+  if not workdir:
+    return None, ""
+  if jax.process_count() > 1:
+    logging.warning("report.reference_workdir is ignored in multi-process runs.")
+    return None, ""
+  from pix2pix_jax import inference  # only needed with a reference
+  try:
+    translator = inference.load(workdir, mode=config.eval_mode, seed=config.seed + 1,
+                                batch_size=len(inputs))
+    outputs = translator(inputs, resize="none")
+  except (FileNotFoundError, ValueError, KeyError) as e:
+    logging.warning("report.reference_workdir=%s is left out of the sample grids: %s", workdir,
+                    str(e).splitlines()[0])
+    return None, ""
+  label = f"{pathlib.Path(workdir).absolute().name}, step {translator.step}"
+  logging.info("Sample grids show the outputs of %s (step %d) as the reference column.",
+               workdir, translator.step)
+  return outputs, label
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
@@ -359,11 +389,14 @@ def _train(config, workdir_path: pathlib.Path, stop: _StopRequest) -> dict[str, 
   sample_batch = _sample_batch(config, eval_source, train_source)
   sample_inputs = parallel.replicate_host_array(sample_batch["A"], exp.mesh)
   sample_key = jax.random.key(config.seed + 1)
+  references, reference_label = (_reference_outputs(config, sample_batch["A"]) if main
+                                 else (None, ""))
 
   def write_samples(step):
     out, heat = exp.sample(state, sample_inputs, sample_key)
     outputs.samples(step, sample_batch["A"], parallel.to_host(out), sample_batch["B"],
-                    parallel.to_host(heat))
+                    parallel.to_host(heat), references=references,
+                    reference_label=reference_label)
 
   def run_eval(step):
     if eval_source is None:
