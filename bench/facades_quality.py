@@ -120,14 +120,14 @@ def main():
     raise SystemExit(f"training stopped at step {summary['step']}; relaunch to resume")
 
   import jax
-  from pix2pix_jax import inference  # after training: a long run need not wait for it
+  from pix2pix_jax import commands, inference  # after training: a long run need not wait
   results = {}
   for mode in ("paper", "eval"):
     config.unlock()
     config.eval_mode = mode
     config.lock()
     t0 = time.perf_counter()
-    results[mode] = inference.run_eval(config, str(workdir), split="val")
+    results[mode] = commands.run_eval(config, str(workdir), split="val")
     results[mode]["seconds"] = time.perf_counter() - t0
 
   translator = inference.load(str(workdir), config=config)

@@ -342,18 +342,15 @@ def convert_checkpoint(config, net_g_pth: str, net_d_pth: str | None, out_dir: s
   if net_d_pth:
     d_vars = torch_state_dict_to_flax(load_torch_state_dict(net_d_pth), config,
                                       "discriminator")
-  generator, _ = _network(config, "generator")
-  discriminator, _ = _network(config, "discriminator")
-  g_tx = state_lib.make_optimizer(config, steps_per_epoch=1)
-  d_tx = state_lib.make_optimizer(config, steps_per_epoch=1)
   crop = config.data.crop_size
-  m = config.model
+  # The train loop's own state (both networks and optimisers), built as the loop builds it.
+  built = state_lib.build(config, steps_per_epoch=1, image_shape=(crop, crop))
+  g_tx, d_tx = built.g_tx, built.d_tx
 
   def build(g_vars, d_vars):
-    # The train loop's own initial state with the imported weights in place; under jit the
-    # random initialisers of the replaced networks are dead code and never compiled.
-    fresh = state_lib.create_train_state(config, generator, discriminator, g_tx, d_tx,
-                                         (crop, crop), m.input_nc, m.output_nc)
+    # The initial state with the imported weights in place; under jit the random initialisers
+    # of the replaced networks are dead code and never compiled.
+    fresh = built.init()
     if d_vars is None:
       d_vars = {"params": fresh.d_params, "batch_stats": fresh.d_batch_stats}
     return fresh.replace(
@@ -363,7 +360,7 @@ def convert_checkpoint(config, net_g_pth: str, net_d_pth: str | None, out_dir: s
         d_params=d_vars["params"], d_batch_stats=d_vars["batch_stats"],
         d_opt_state=d_tx.init(d_vars["params"]))
 
-  state = jax.jit(build)(g_vars, d_vars)
+  state = jax.jit(build, out_shardings=built.state_sharding)(g_vars, d_vars)
   out = pathlib.Path(out_dir).absolute()
   checkpointing.check_writable(out)
   config_dict = config.to_dict()

@@ -149,7 +149,7 @@ def write_results_page(directory: str | pathlib.Path, result: dict[str, Any], *,
 
   Like the authors' test-time page (results/<name>/test_latest/index.html). Image links are
   relative: `inputs/NAME.png`, `NAME.png` (the output) and `targets/NAME.png`, as
-  `inference.run_eval` writes them.
+  `commands.run_eval` writes them.
   """
   import html
   directory = pathlib.Path(directory)

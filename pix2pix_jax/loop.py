@@ -20,7 +20,7 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from pix2pix_jax import (atomic, checkpointing, evaluate, kernels, models, parallel, platform,
+from pix2pix_jax import (atomic, checkpointing, evaluate, kernels, parallel, platform,
                          state as state_lib, train)
 from pix2pix_jax.data import pipeline
 
@@ -76,12 +76,6 @@ class _StopRequest:
     self._restore()
 
 
-def compute_dtype(config):
-  if config.compute_dtype not in ("float32", "bfloat16"):
-    raise ValueError(f"compute_dtype must be float32 or bfloat16, got {config.compute_dtype!r}")
-  return jnp.bfloat16 if config.compute_dtype == "bfloat16" else jnp.float32
-
-
 def total_steps(config, steps_per_epoch: int) -> int:
   if config.num_train_steps > 0:
     return int(config.num_train_steps)
@@ -101,31 +95,24 @@ INIT_COMPILER_OPTIONS = {"xla_cpu_scheduler_type": "CPU_SCHEDULER_TYPE_MEMORY_OP
 
 
 class Experiment:
-  """Everything a run builds once: networks, optimisers, mesh, shardings, jitted functions."""
+  """Everything a run builds once: `state.build`'s networks, optimisers, mesh and shardings,
+  and the jitted functions."""
 
-  def __init__(self, config: ml_collections.ConfigDict, num_train_examples: int, mesh=None):
+  def __init__(self, config: ml_collections.ConfigDict, num_train_examples: int, mesh=None,
+               train_source=None):
     self.config = config
-    dtype = compute_dtype(config)
-    self.generator = models.make_generator(config, dtype)
-    self.discriminator = models.make_discriminator(config, dtype)
     self.steps_per_epoch = pipeline.steps_per_epoch(config, num_train_examples)
     self.total_steps = total_steps(config, self.steps_per_epoch)
-    self.g_tx = state_lib.make_optimizer(config, self.steps_per_epoch)
-    self.d_tx = state_lib.make_optimizer(config, self.steps_per_epoch)
     self.lr = state_lib.lr_schedule(config, self.steps_per_epoch)
-    self.mesh = parallel.make_mesh() if mesh is None else mesh
+    self.image_shape = pipeline.image_shape(config, train_source)
+    built = state_lib.build(config, steps_per_epoch=self.steps_per_epoch,
+                            image_shape=self.image_shape, mesh=mesh)
+    self.generator, self.discriminator = built.generator, built.discriminator
+    self.g_tx, self.d_tx = built.g_tx, built.d_tx
+    self.mesh = built.mesh
     self.local_batch = parallel.local_batch_size(config.batch_size, self.mesh)
-    self.image_shape = pipeline.image_shape(config)
-    m = config.model
-
-    def init():
-      return state_lib.create_train_state(config, self.generator, self.discriminator, self.g_tx,
-                                          self.d_tx, self.image_shape, m.input_nc, m.output_nc)
-
-    abstract = jax.eval_shape(init)
-    self.state_sharding = parallel.state_shardings(abstract, self.mesh)
-    self.abstract_state = checkpointing.abstract_like(abstract, self.state_sharding)
-    self._init = jax.jit(init, out_shardings=self.state_sharding)
+    self.state_sharding, self.abstract_state = built.state_sharding, built.abstract_state
+    self._init = jax.jit(built.init, out_shardings=self.state_sharding)
     self.batch_sharding = parallel.data_sharding(self.mesh)
     step = train.bind_train_step(config, self.generator, self.discriminator, self.g_tx, self.d_tx)
     self.train_step = jax.jit(
@@ -165,7 +152,7 @@ class Experiment:
     """
     with kernels.record_forms() as forms:
       lowered = self.train_step.lower(self.abstract_state, self.batch_spec())
-    self.conv_forms = kernels.describe(forms, self.config.model.conv_impl,
+    self.conv_forms = kernels.describe(forms, self.config.model.get("conv_impl", "auto"),
                                        self.mesh.devices.flat[0].platform)
     logging.info("Convolutions: %s", self.conv_forms)
     compiled = lowered.compile()
@@ -360,7 +347,7 @@ def _train(config, workdir_path: pathlib.Path, stop: _StopRequest) -> dict[str, 
                       config.data.eval_split, str(e).splitlines()[0])
   logging.info("Training data: %d examples (%s)", len(train_source), train_source)
 
-  exp = Experiment(config, len(train_source))
+  exp = Experiment(config, len(train_source), train_source=train_source)
   train_step = exp.compile_train_step()  # before the state exists: see compile_train_step
   config_dict = config.to_dict()
   ckpt = checkpointing.Checkpointer(workdir_path / "checkpoints",

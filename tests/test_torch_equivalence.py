@@ -313,13 +313,12 @@ def test_training_steps_match_the_authors():
                                                              config.optim.beta2))
   gan_loss = torch_reference.GANLoss(config.loss.gan_mode)
 
-  generator, discriminator = models.make_generator(config), models.make_discriminator(config)
-  g_tx = state_lib.make_optimizer(config, steps_per_epoch=1)
-  d_tx = state_lib.make_optimizer(config, steps_per_epoch=1)
-  # The state's structure from create_train_state; its random init is replaced by the reference's
-  # weights, so evaluating only its shapes saves compiling the initialisers.
-  state = jax.eval_shape(lambda: state_lib.create_train_state(
-      config, generator, discriminator, g_tx, d_tx, (32, 32), 3, 3))
+  built = state_lib.build(config, steps_per_epoch=1, image_shape=(32, 32))
+  generator, discriminator, g_tx, d_tx = (built.generator, built.discriminator, built.g_tx,
+                                          built.d_tx)
+  # The abstract state's structure; its random init is replaced by the reference's weights, so
+  # evaluating only its shapes saves compiling the initialisers.
+  state = built.abstract_state
   g_vars = convert.torch_state_dict_to_flax(net_g.state_dict(), config, "generator")
   d_vars = convert.torch_state_dict_to_flax(net_d.state_dict(), config, "discriminator")
   state = state.replace(
@@ -379,13 +378,7 @@ def test_converted_checkpoint_restores_like_a_training_checkpoint(tmp_path):
   convert.convert_checkpoint(config, str(tmp_path / "latest_net_G.pth"),
                              str(tmp_path / "latest_net_D.pth"), str(tmp_path / "run"), step=7)
 
-  generator, discriminator = models.make_generator(config), models.make_discriminator(config)
-  g_tx = state_lib.make_optimizer(config, steps_per_epoch=1)
-  d_tx = state_lib.make_optimizer(config, steps_per_epoch=1)
-  abstract = jax.eval_shape(lambda: state_lib.create_train_state(
-      config, generator, discriminator, g_tx, d_tx, (32, 32), 3, 3))
-  sharding = jax.sharding.SingleDeviceSharding(jax.devices()[0])
-  abstract = checkpointing.abstract_like(abstract, jax.tree.map(lambda _: sharding, abstract))
+  abstract = state_lib.build(config, steps_per_epoch=1).abstract_state
   ckpt = checkpointing.Checkpointer(tmp_path / "run" / "checkpoints", config=config.to_dict())
   state, step = ckpt.restore_latest(abstract)
   ckpt.close()
@@ -398,3 +391,10 @@ def test_converted_checkpoint_restores_like_a_training_checkpoint(tmp_path):
     assert set(restored) == set(expected)
     for path, value in expected.items():
       np.testing.assert_array_equal(restored[path], value, err_msg=str(path))
+
+  # Test time reads the imported run from its directory alone (the config saved with it).
+  from pix2pix_jax import inference
+  translator = inference.load(tmp_path / "run")
+  assert translator.step == 7
+  for path, value in _flat(state.g_params).items():
+    np.testing.assert_array_equal(_flat(translator.g_params)[path], value, err_msg=str(path))
