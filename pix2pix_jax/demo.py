@@ -330,12 +330,12 @@ class Result:
 def run(model: DemoModel, palette: Palette, composite: np.ndarray, background: np.ndarray | None,
         mode: str, seed: int, heatmap: bool = False) -> Result:
   """Snap strokes, translate, and optionally colour the discriminator's opinion."""
-  from pix2pix_jax import report
   start = time.perf_counter()
   network_input = snap_strokes(composite, background, palette)
   output = model.translate(network_input, mode, seed)
   overlay = None
   if heatmap:
+    from pix2pix_jax import report  # matplotlib's colour maps
     heat = model.heatmap(network_input, output, mode)
     overlay = report.heatmap_tiles(heat[None], output[None])[0]
   return Result(network_input, output, overlay, time.perf_counter() - start)

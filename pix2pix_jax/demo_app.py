@@ -15,7 +15,9 @@ from pix2pix_jax import demo
 
 # Small images are shown enlarged with sharp pixels, so single label pixels stay visible.
 CSS = """
-#output .image-frame, #network-input .image-frame, #heatmap .image-frame { width: 100%; height: 100%; }
+#output .image-frame, #network-input .image-frame, #heatmap .image-frame {
+  width: 100%; height: 100%;
+}
 #output img, #network-input img, #heatmap img {
   width: 100%; height: 100%; object-fit: contain; image-rendering: pixelated;
 }

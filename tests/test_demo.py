@@ -21,6 +21,7 @@ from helpers import tiny_config
 from pix2pix_jax import demo
 from pix2pix_jax.data import synthetic
 
+WAIT_MS = 60_000  # for one answer of the page: generous for a busy CI machine
 STATUS = '#status [data-testid="markdown"]'
 WINDOW = synthetic.FACADE_PALETTE["window"]
 WALL = synthetic.FACADE_PALETTE["wall"]
@@ -300,13 +301,14 @@ def test_demo_page_in_chromium(tmp_path, outbound_connections):
       # The Markdown itself: the block around it also shows Gradio's timer while busy.
       status = page.locator(STATUS)
       # The header names where the canvas came from; the editor also sends its first value.
-      sync_api.expect(page.locator("#header")).to_contain_text("validation input synthetic_")
+      sync_api.expect(page.locator("#header")).to_contain_text("validation input synthetic_",
+                                                                timeout=WAIT_MS)
 
       def wait_for_new_status(before: str, contains: str = "translated in") -> str:
         page.wait_for_function(
             "([sel, before, contains]) => { const t = document.querySelector(sel).innerText;"
             " return t !== before && t.includes(contains); }", arg=[STATUS, before, contains],
-            timeout=20_000)
+            timeout=WAIT_MS)
         return status.inner_text()
 
       def src(elem_id: str) -> str:
@@ -319,7 +321,7 @@ def test_demo_page_in_chromium(tmp_path, outbound_connections):
         """Waits until the page shows another generator input (a stroke was translated)."""
         page.wait_for_function(
             "before => document.querySelector('#network-input img').src !== before",
-            arg=before, timeout=20_000)
+            arg=before, timeout=WAIT_MS)
         return src("network-input")
 
       start_src = src("network-input")
@@ -362,11 +364,20 @@ def test_demo_page_in_chromium(tmp_path, outbound_connections):
       downloaded = np.asarray(Image.open(download.value.path()).convert("RGB"))
       np.testing.assert_array_equal(downloaded, output)
 
+      # Another dropout seed (paper mode): the translator's output for that seed. (The tiny
+      # U-Net has no dropout layer, 5 levels: the seed reaches the call, the pixels stay.)
+      page.locator("#seed input").fill("7")
+      page.locator("#seed input").press("Enter")
+      before = wait_for_new_status(before, "seed 7")
+      expected = inference.load(workdir)(network_input, seed=7)
+      assert np.abs(shown("output").astype(int) - expected.astype(int)).max() <= 1
+
       # Eval mode and the heatmap.
       page.locator("#mode label", has_text="eval").click()
       before = wait_for_new_status(before, "eval mode")
       expected = inference.load(workdir, mode="eval")(network_input)
       assert np.abs(shown("output").astype(int) - expected.astype(int)).max() <= 1
+      assert not np.array_equal(expected, output)  # running averages, not batch statistics
       page.locator("#heatmap-toggle input").check()
       before = wait_for_new_status(before)
       sync_api.expect(page.locator("#heatmap img")).to_be_visible()
