@@ -72,7 +72,7 @@ def _to_uint8_rgb(images: np.ndarray) -> np.ndarray:
   return pixels
 
 
-def _heatmap_tiles(heatmaps: np.ndarray, outputs_rgb: np.ndarray) -> np.ndarray:
+def heatmap_tiles(heatmaps: np.ndarray, outputs_rgb: np.ndarray) -> np.ndarray:
   """Colours per-patch probabilities, nearest-upsampled onto the outputs in grey."""
   from matplotlib import colormaps  # pylint: disable=g-import-not-at-top
 
@@ -141,7 +141,7 @@ def save_sample_grid(path, inputs, outputs, targets, heatmaps=None, *, reference
           f"heatmaps must be probabilities in [0, 1], got values in [{low:.3g}, {high:.3g}]:"
           " apply a sigmoid to the discriminator's logits first")
     heatmaps = np.clip(np.nan_to_num(heatmaps, nan=0.5), 0.0, 1.0)
-    columns.append(_heatmap_tiles(heatmaps, columns[1]))
+    columns.append(heatmap_tiles(heatmaps, columns[1]))
     names.append("heatmap")
 
   gap = GRID_GAP
