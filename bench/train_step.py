@@ -18,8 +18,8 @@ other's threads). The parent alternates blocks of steps between them — ours, P
 ours, ... — so that both see the same machine load, and reports median seconds per step over all
 blocks, images/s, compile time (ours: `lower().compile()`; PyTorch has none), CPU seconds per
 step, peak and steady RSS, achieved GFLOP/s (the model's FLOPs with every convolution computed
-directly, as PyTorch does, from XLA's `cost_analysis()` of our step lowered without Winograd;
-the same count for both) and the throughput
+directly, as PyTorch does, from XLA's `cost_analysis()` of our step with
+`model.conv_impl="xla"`; the same count for both) and the throughput
 ratio ours/PyTorch. The machine's load average is printed with the results: on a shared machine
 compare ratios measured in one run, never absolute times across runs.
 """
