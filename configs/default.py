@@ -36,19 +36,27 @@ def get_config() -> ml_collections.ConfigDict:
   model.num_downs = 8  # only for generator="unet"
   model.ngf = 64  # generator base width
   model.discriminator = "basic"  # basic (70×70 PatchGAN) | n_layers | pixel
-  model.n_layers_d = 3  # only for discriminator="n_layers"
+  model.n_layers_d = 3  # only for discriminator="n_layers"; 0 keeps the stride-1 level, as theirs
   model.ndf = 64  # discriminator base width
   model.norm = "batch"  # batch | instance | none
   model.use_dropout = True
   model.dropout_rate = 0.5
   model.input_nc = 3  # channels of the input image (1 = grayscale)
   model.output_nc = 3  # channels of the output image
+  # Initial weights, the authors' --init_type / --init_gain: conv weights normal N(0, gain) |
+  # xavier (xavier_normal_, gain) | kaiming (kaiming_normal_ fan_in, gain unused) | orthogonal
+  # (gain); BatchNorm scale N(1, gain) and biases 0 for every type.
+  model.init_type = "normal"
+  model.init_gain = 0.02
 
   # ---- Loss
   config.loss = loss = ml_collections.ConfigDict()
   loss.gan_mode = "vanilla"  # vanilla (BCE, the paper) | lsgan | wgangp
   loss.lambda_l1 = 100.0
-  loss.lambda_gp = 10.0  # only for wgangp
+  # WGAN-GP penalty weight (gan_mode="wgangp" only). 0, because the authors' Pix2PixModel with
+  # --gan_mode wgangp never calls their cal_gradient_penalty: the default reproduces their
+  # training exactly. 10 (Gulrajani et al., and their function's default) adds their penalty.
+  loss.lambda_gp = 0.0
 
   # ---- Optimiser and schedule (in epochs, as the authors count)
   config.optim = optim = ml_collections.ConfigDict()

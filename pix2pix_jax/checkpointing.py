@@ -30,6 +30,9 @@ from absl import logging
 
 # Config sections whose change makes a checkpoint unusable (shapes or meaning of the state).
 STRUCTURAL_KEYS = ("model",)
+# Keys of those sections that only choose the initial weights: a checkpoint has its own, so
+# they may differ (or be absent from configs saved before they existed).
+INIT_ONLY_KEYS = ("model.init_type", "model.init_gain")
 # Files every complete step has, relative to the step directory.
 REQUIRED_FILES = ("_CHECKPOINT_METADATA", "state/_METADATA")
 # Config key marking a checkpoint imported from other weights (no data-iterator position).
@@ -54,7 +57,9 @@ def _flatten(d: dict, prefix: str = "") -> dict[str, Any]:
 
 
 def config_differences(saved: dict, current: dict, sections=STRUCTURAL_KEYS) -> list[str]:
-  """Lines `key: saved → current` for every key of `sections` (None: all keys) that differs."""
+  """Lines `key: saved → current` for every key of `sections` (None: all keys) that differs.
+
+  The structural comparison (`sections` given) leaves out `INIT_ONLY_KEYS`."""
   if sections is None:
     a, b = _flatten(saved), _flatten(current)
   else:
@@ -62,6 +67,9 @@ def config_differences(saved: dict, current: dict, sections=STRUCTURAL_KEYS) -> 
     for section in sections:
       a.update(_flatten(saved.get(section, {}), section + "."))
       b.update(_flatten(current.get(section, {}), section + "."))
+    for key in INIT_ONLY_KEYS:
+      a.pop(key, None)
+      b.pop(key, None)
   missing = object()
   show = lambda v: "(absent)" if v is missing else repr(v)
   return [f"  {key}: checkpoint has {show(a.get(key, missing))}, config has "

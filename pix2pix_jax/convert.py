@@ -127,13 +127,15 @@ def resnet_layout(n_blocks: int, norm: str, use_dropout: bool,
 
 
 def patchgan_layout(n_layers: int, norm: str) -> list[LayerMap]:
-  """The authors' `NLayerDiscriminator.model`: [conv, LReLU] [conv, norm, LReLU]×n [conv]."""
+  """The authors' `NLayerDiscriminator.model`: [conv, LReLU] [conv, norm, LReLU]×L [conv] with
+  L = max(n_layers, 1) (their stride-1 level is there for n_layers=0 too)."""
+  last = max(n_layers, 1)
   out = [LayerMap("model.0", ("conv_0",), "conv")]
-  for i in range(1, n_layers + 1):
+  for i in range(1, last + 1):
     idx = 2 + 3 * (i - 1)
     out += [LayerMap(f"model.{idx}", (f"conv_{i}",), "conv"),
             *_norm(norm, f"model.{idx + 1}", (f"norm_{i}",))]
-  out.append(LayerMap(f"model.{2 + 3 * n_layers}", (f"conv_{n_layers + 1}",), "conv"))
+  out.append(LayerMap(f"model.{2 + 3 * last}", (f"conv_{last + 1}",), "conv"))
   return out
 
 
@@ -180,7 +182,7 @@ def _probe_size(module: nn.Module) -> int:
   if isinstance(module, models.ResnetGenerator):
     return 16
   if isinstance(module, models.PatchDiscriminator):
-    return 4 * 2**module.n_layers
+    return 4 * 2**max(module.n_layers, 1)
   return 4
 
 

@@ -55,11 +55,14 @@ class Conv(nn.Module):
   padding: int = 0
   use_bias: bool = True
   dtype: Dtype = jnp.float32
+  init_type: str = "normal"
+  init_gain: float = 0.02
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
     k, cin = self.kernel_size, x.shape[-1]
-    kernel = self.param("kernel", layers.conv_init, (k, k, cin, self.features), jnp.float32)
+    kernel = self.param("kernel", layers.kernel_init(self.init_type, self.init_gain),
+                        (k, k, cin, self.features), jnp.float32)
     x = x.astype(self.dtype)
     kernel = kernel.astype(self.dtype)
     if self.strides == 1:
@@ -92,11 +95,15 @@ class ConvTranspose3x3(nn.Module):
   features: int
   use_bias: bool = True
   dtype: Dtype = jnp.float32
+  init_type: str = "normal"
+  init_gain: float = 0.02
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
     n, h, w, cin = x.shape
-    kernel = self.param("kernel", layers.conv_init, (3, 3, cin, self.features), jnp.float32)
+    kernel = self.param("kernel", layers.kernel_init(self.init_type, self.init_gain,
+                                                     transposed=True),
+                        (3, 3, cin, self.features), jnp.float32)
     kernel = kernel.astype(self.dtype)
     xp = jnp.pad(x.astype(self.dtype), ((0, 0), (0, 1), (0, 1), (0, 0)))
     rows = []

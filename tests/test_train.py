@@ -76,12 +76,18 @@ def test_dropout_key_depends_on_step():
   assert float(m_a["g_l1"]) != float(m_b["g_l1"])
 
 
-@pytest.mark.parametrize("gan_mode", ["lsgan", "wgangp"])
-def test_other_gan_modes_train(gan_mode):
-  config = tiny_config(**{"loss.gan_mode": gan_mode})
+@pytest.mark.parametrize("gan_mode,lambda_gp", [("lsgan", 0.0), ("wgangp", 0.0), ("wgangp", 10.0)])
+def test_other_gan_modes_train(gan_mode, lambda_gp):
+  config = tiny_config(**{"loss.gan_mode": gan_mode, "loss.lambda_gp": lambda_gp})
   state, step = _setup(config)
   state, metrics = step(state, _fixed_batch())
   assert all(np.isfinite(float(v)) for v in metrics.values())
+
+
+def test_negative_gradient_penalty_weight_is_a_clear_error():
+  config = tiny_config(**{"loss.gan_mode": "wgangp", "loss.lambda_gp": -1.0})
+  with pytest.raises(ValueError, match="loss.lambda_gp must be >= 0"):
+    train.bind_train_step(config, None, None, None, None)
 
 
 def test_gan_losses_values():
@@ -95,14 +101,15 @@ def test_gan_losses_values():
 
 
 def test_gradient_penalty_of_a_linear_critic():
-  # D(x) = sum(w·x) has gradient w everywhere: penalty = (‖w‖ - 1)².
+  # D(x) = sum(w·x) has gradient w everywhere: penalty = (‖w‖ - 1)², whatever α.
   w = jnp.full((1, 2, 2, 1), 0.5)  # ‖w‖ = 1 → zero penalty
-  critic = lambda x: jnp.sum(w * x, axis=(1, 2, 3))
-  real = jnp.ones((3, 2, 2, 1))
-  assert float(losses.gradient_penalty(critic, real, -real, jax.random.key(0))) < 1e-10
-  critic2 = lambda x: jnp.sum(2 * w * x, axis=(1, 2, 3))
-  np.testing.assert_allclose(losses.gradient_penalty(critic2, real, -real, jax.random.key(0)),
-                             1.0, rtol=1e-5)
+  critic = lambda x: (jnp.sum(w * x, axis=(1, 2, 3)), "aux")
+  real, alpha = jnp.ones((3, 2, 2, 1)), jnp.array([0.1, 0.5, 0.9])
+  penalty, aux = losses.gradient_penalty(critic, real, -real, alpha)
+  assert float(penalty) < 1e-10 and aux == "aux"
+  critic2 = lambda x: (jnp.sum(2 * w * x, axis=(1, 2, 3)), None)
+  np.testing.assert_allclose(losses.gradient_penalty(critic2, real, -real, alpha)[0], 1.0,
+                             rtol=1e-5)
 
 
 def test_linear_schedule_matches_the_authors_lambda_rule():
