@@ -123,6 +123,39 @@ def test_linear_schedule_matches_the_authors_lambda_rule():
       np.testing.assert_allclose(float(schedule(step)), expected, rtol=1e-6)
 
 
+@pytest.mark.parametrize("policy", ["linear", "step", "cosine"])
+def test_every_epochs_learning_rate_equals_torch_schedulers_driven_as_train_py(policy):
+  # The authors' get_scheduler (models/networks.py) on torch's own schedulers, driven as their
+  # master train.py does: scheduler.step() at the start of every epoch, before its iterations.
+  torch = pytest.importorskip("torch")
+  n_epochs, n_epochs_decay, decay_iters, steps_per_epoch, lr = 4, 3, 2, 3, 2e-4
+  config = tiny_config(**{"optim.lr_policy": policy, "optim.lr": lr, "optim.n_epochs": n_epochs,
+                          "optim.n_epochs_decay": n_epochs_decay,
+                          "optim.lr_decay_iters": decay_iters})
+  schedule = state_lib.lr_schedule(config, steps_per_epoch)
+  optimizer = torch.optim.Adam([torch.zeros(1, requires_grad=True)], lr=lr)
+  epoch_count = 1  # their --epoch_count
+  if policy == "linear":
+    lambda_rule = lambda epoch: 1.0 - max(0, epoch + epoch_count - n_epochs) / float(
+        n_epochs_decay + 1)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda=lambda_rule)
+  elif policy == "step":
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=decay_iters, gamma=0.1)
+  else:
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=n_epochs,
+                                                           eta_min=0)
+  expected, ours = [], []
+  for epoch in range(epoch_count, n_epochs + n_epochs_decay + 1):
+    optimizer.step()  # (the previous epoch's last iteration; keeps torch's order check quiet)
+    scheduler.step()  # model.update_learning_rate(), at the start of the epoch
+    expected += [optimizer.param_groups[0]["lr"]] * steps_per_epoch
+    first = (epoch - epoch_count) * steps_per_epoch
+    ours += [float(schedule(step)) for step in range(first, first + steps_per_epoch)]
+  np.testing.assert_allclose(ours, expected, rtol=1e-6, atol=1e-12)
+  if policy == "linear":
+    assert expected[-1] == 0.0  # the last epoch trains at lr 0 in theirs
+
+
 @pytest.mark.parametrize("policy", ["linear", "step", "cosine", "constant"])
 def test_learning_rate_never_negative_past_the_schedule(policy):
   config = tiny_config(**{"optim.lr_policy": policy, "optim.n_epochs": 1,
