@@ -25,6 +25,9 @@ def get_config() -> ml_collections.ConfigDict:
   data.no_flip = False  # the paper flips horizontally at random
   data.train_split = "train"
   data.eval_split = "val"
+  # At most this many files per split, the first in the authors' file order (their
+  # --max_dataset_size; 0 = all). Training, evaluation and sample splits alike, as theirs.
+  data.max_dataset_size = 0
   data.num_synthetic = 400  # examples in the synthetic dataset (same count as facades train)
   data.num_threads = 2  # decoding/augmentation threads per process
   data.prefetch = 4  # batches prefetched per process
@@ -81,6 +84,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.eval_every_steps = 0  # periodic L1/PSNR/SSIM on data.eval_split
   config.eval_mode = "paper"  # paper (dropout on, batch statistics) | eval (running averages)
   config.eval_batch_size = 1
+  # --mode=eval: the first this many images of the split in the authors' file order, as their
+  # test.py --num_test (0 = all). Periodic evaluation during training uses the whole split.
+  config.num_test = 50
   config.checkpoint_every_steps = 5000
   config.max_to_keep = 3  # newest checkpoints kept
   config.keep_every_steps = 0  # additionally keep every checkpoint at a multiple of this
