@@ -1,4 +1,5 @@
-"""Day → night (BtoA), the paper's task. Paper: 17,823 training images, batch 4, 17 epochs (here 9 constant + 8 decaying).
+"""Day → night (BtoA), the paper's task. Paper: 17,823 training images, batch 4, 17 epochs
+(here 9 constant + 8 decaying).
 
   python launch.py --config configs/night2day.py --workdir runs/night2day
 

@@ -2,8 +2,9 @@
 
 The step follows the authors' `Pix2PixModel.optimize_parameters`:
 1. fake_B = G(real_A), in train mode (batch statistics, dropout).
-2. D update on the detached fake pair and the real pair; loss ½[GAN(D(A, fake), 0) + GAN(D(A, B), 1)]
-   (+ λ_GP times the authors' gradient penalty on the two pairs, for wgangp with λ_GP > 0).
+2. D update on the detached fake pair and the real pair; loss
+   ½[GAN(D(A, fake), 0) + GAN(D(A, B), 1)] (+ λ_GP times the authors' gradient penalty on the two
+   pairs, for wgangp with λ_GP > 0).
 3. G update through the *updated* D: GAN(D(A, fake), 1) + λ·‖fake_B - real_B‖₁.
 D runs three times in train mode (fake, real, fake; with the penalty a fourth pass after the real
 one), each on its own batch statistics, and its running statistics are updated each time,
