@@ -148,14 +148,14 @@ def main():
     raise SystemExit(f"training stopped at step {summary['step']}; rerun to resume")
 
   import jax
-  from pix2pix_jax import inference
+  from pix2pix_jax import commands
   final = {}
   for mode in ("paper", "eval"):
     config.unlock()
     config.eval_mode = mode
     config.lock()
     t0 = time.perf_counter()
-    result = inference.run_eval(config, str(workdir), split="val")
+    result = commands.run_eval(config, str(workdir), split="val")
     final[mode] = {k: result[k] for k in ("l1", "psnr", "ssim", "num_images", "json_path")}
     final[mode]["seconds"] = time.perf_counter() - t0
     if mode == "paper":

@@ -1,6 +1,6 @@
 """Quality on the real CMP facades: train a reduced pix2pix on train, evaluate on val.
 
-  python bench/facades_quality.py [--workdir runs/facades_quality] [--steps 4000]
+  python -m bench.facades_quality [--workdir runs/facades_quality] [--steps 4000]
                                   [--crop_size 128] [--ngf 32] [--update_docs]
 
 Trains `configs/facades.py` (label map → photo, BtoA, batch 1) at a reduced resolution and width
@@ -22,13 +22,9 @@ import json
 import math
 import os
 import pathlib
-import sys
 import time
 
-REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO_ROOT))
-
-from bench.common import machine_line  # noqa: E402
+from bench.common import REPO, machine_line
 
 # Val images shown in docs/facades_sample.png (file stems of ../shared/data/facades/val; these
 # numbers name the same buildings as in the authors' val split). Three rows keep it < 300 KB.
@@ -95,8 +91,8 @@ def sample_figure(config, workdir: pathlib.Path, result: dict, out_png: str) -> 
 
 def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--workdir", default=str(REPO_ROOT / "runs" / "facades_quality"))
-  parser.add_argument("--tfds_data_dir", default=str(REPO_ROOT / "runs" / "tfds"))
+  parser.add_argument("--workdir", default=str(REPO / "runs" / "facades_quality"))
+  parser.add_argument("--tfds_data_dir", default=str(REPO / "runs" / "tfds"))
   parser.add_argument("--steps", type=int, default=4000, help="training steps at batch 1")
   parser.add_argument("--crop_size", type=int, default=128, choices=(32, 64, 128, 256))
   parser.add_argument("--ngf", type=int, default=32, help="G and D base width (paper: 64)")
@@ -125,14 +121,14 @@ def main():
     raise SystemExit(f"training stopped at step {summary['step']}; relaunch to resume")
 
   import jax
-  from pix2pix_jax import inference  # after training: a long run need not wait for it
+  from pix2pix_jax import commands, inference  # after training: a long run need not wait
   results = {}
   for mode in ("paper", "eval"):
     config.unlock()
     config.eval_mode = mode
     config.lock()
     t0 = time.perf_counter()
-    results[mode] = inference.run_eval(config, str(workdir), split="val")
+    results[mode] = commands.run_eval(config, str(workdir), split="val")
     results[mode]["seconds"] = time.perf_counter() - t0
 
   translator = inference.load(str(workdir), config=config)
@@ -160,7 +156,7 @@ def main():
   for m, r in results.items():
     print(f"| {m} | {r['l1']:.4f} | {r['psnr']:.2f} | {r['ssim']:.4f} |")
   if args.update_docs:
-    sample_figure(config, workdir, results["paper"], str(REPO_ROOT / "docs" /
+    sample_figure(config, workdir, results["paper"], str(REPO / "docs" /
                                                           "facades_sample.png"))
 
 

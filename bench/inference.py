@@ -1,13 +1,13 @@
 """Generator inference latency: one 256×256 image through `unet_256`, ours vs PyTorch eager.
 
-  python bench/inference.py                 # test-time mode of the paper, then eval mode
-  python bench/inference.py --write         # also updates docs/benchmarks.md
+  python -m bench.inference                 # test-time mode of the paper, then eval mode
+  python -m bench.inference --write         # also updates docs/benchmarks.md
 
 Ours is `evaluate.generate` under `jax.jit`, as `evaluate.py`, the translator and the exported
-artifact run it; PyTorch is `torch_twin`'s copy of the authors' `UnetGenerator` under
+artifact run it; PyTorch is the authors' `UnetGenerator` (`tests/torch_reference.py`) under
 `torch.no_grad()`. Mode "paper" is the authors' test.py default (no --eval: dropout on, batch
 statistics of the test batch); "eval" uses running averages and no dropout (`model.eval()`).
-As in bench/train_step.py each framework has its own worker process and the parent alternates
+As in `bench.train_step` each framework has its own worker process and the parent alternates
 blocks of calls between them; the result is the median latency per image over all blocks.
 """
 
@@ -15,12 +15,10 @@ from __future__ import annotations
 
 import argparse
 import os
-import pathlib
-import sys
 import time
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-import train_step as common  # noqa: E402  (bench/train_step.py: workers, machine line, docs)
+from bench import common
+from bench import train_step  # the worker processes and their protocol
 
 
 def jax_worker(mode: str, warmup: int) -> None:
@@ -34,7 +32,7 @@ def jax_worker(mode: str, warmup: int) -> None:
   config = default.get_config()
   platform.configure(config)
   generator = models.make_generator(config)
-  image, _ = common.random_pair(1)
+  image, _ = train_step.random_pair(1)
   image = jnp.asarray(image)
   variables = jax.jit(lambda: generator.init(
       {"params": jax.random.key(0), "dropout": jax.random.key(1)}, image, train=False))()
@@ -49,19 +47,19 @@ def jax_worker(mode: str, warmup: int) -> None:
 
   for _ in range(warmup):
     run()
-  common.send({"compile_s": compile_s, "setup_rss_mb": common.current_rss_mb()})
-  common.serve(run)
+  train_step.send({"compile_s": compile_s, "setup_rss_mb": train_step.current_rss_mb()})
+  train_step.serve(run)
 
 
 def torch_worker(mode: str, warmup: int, threads: int) -> None:
   import torch
-  from pix2pix_jax import torch_twin
+  from tests import torch_reference
 
   torch.set_num_threads(threads)
   torch.manual_seed(0)
-  net = torch_twin.define_G(3, 3, 64, "unet_256", "batch", use_dropout=True)
+  net = torch_reference.define_G(3, 3, 64, "unet_256", "batch", use_dropout=True)
   net.train(mode == "paper")
-  image, _ = common.random_pair(1)
+  image, _ = train_step.random_pair(1)
   image = torch.from_numpy(image).permute(0, 3, 1, 2).contiguous()
 
   def run():
@@ -70,23 +68,22 @@ def torch_worker(mode: str, warmup: int, threads: int) -> None:
 
   for _ in range(warmup):
     run()
-  common.send({"compile_s": None, "setup_rss_mb": common.current_rss_mb()})
-  common.serve(run)
+  train_step.send({"compile_s": None, "setup_rss_mb": train_step.current_rss_mb()})
+  train_step.serve(run)
 
 
 def compare(mode: str, rounds: int, calls: int, warmup: int, threads: int) -> dict:
-  script = str(pathlib.Path(__file__).resolve())
   results, workers = {}, {}
   for name, kind in (("ours", "jax"), ("pytorch", "torch")):
-    workers[name] = common.Worker(script, [f"--worker={kind}", f"--mode={mode}",
-                                           f"--warmup={warmup}", f"--threads={threads}"])
+    workers[name] = train_step.Worker("bench.inference", [
+        f"--worker={kind}", f"--mode={mode}", f"--warmup={warmup}", f"--threads={threads}"])
     results[name] = {"setup": workers[name].receive(), "wall": []}
   for r in range(rounds):
     for name in (("ours", "pytorch") if r % 2 == 0 else ("pytorch", "ours")):
       results[name]["wall"] += workers[name].request(f"run {calls}")["wall"]
   for name, worker in workers.items():
     results[name]["final"] = worker.close()
-    results[name]["median_ms"] = 1e3 * common.median(results[name]["wall"])
+    results[name]["median_ms"] = 1e3 * train_step.median(results[name]["wall"])
     results[name]["min_ms"] = 1e3 * min(results[name]["wall"])
   results["ratio"] = results["pytorch"]["median_ms"] / results["ours"]["median_ms"]
   return results
@@ -104,7 +101,6 @@ def main() -> None:
   parser.add_argument("--mode", default="paper", help=argparse.SUPPRESS)
   args = parser.parse_args()
   if args.worker:
-    sys.path.insert(0, str(common.REPO))
     if args.worker == "jax":
       jax_worker(args.mode, args.warmup)
     else:
@@ -130,9 +126,9 @@ def main() -> None:
           f"{res['pytorch']['median_ms']:.1f} ms, ratio {res['ratio']:.2f}", flush=True)
   load_after = os.getloadavg()
   notes.append(f"- load average before / after: {load_before[0]:.2f} / {load_after[0]:.2f}")
-  sys.path.insert(0, str(common.REPO))
-  header = (f"Machine: {common.machine_line('jax', 'torch')}. Command: `python bench/inference.py`. One "
-            f"256×256 image, `unet_256`; PyTorch: {args.threads} threads, `torch.no_grad()`.")
+  header = (f"Machine: {common.machine_line('jax', 'torch')}. Command: "
+            "`python -m bench.inference`. One 256×256 image, `unet_256`; "
+            f"PyTorch: {args.threads} threads, `torch.no_grad()`.")
   body = "\n".join(lines + [""] + notes)
   print(header)
   print(body)

@@ -1,6 +1,6 @@
 """Images/s of the full input pipeline at 256 px, by number of reader threads.
 
-  python bench/input_pipeline.py [--images 200] [--write]
+  python -m bench.input_pipeline [--images 200] [--write]
 
 Measures decode + the authors' augmentation (resize 286, random crop 256, flip) + batching
 through grain, for the synthetic source, the real facades as a JPEG folder, and the same
@@ -12,17 +12,12 @@ step rate in the same file: the pipeline must never be the bottleneck.
 from __future__ import annotations
 
 import argparse
-import pathlib
-import sys
 import tempfile
 import time
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from bench.common import machine_line, write_section  # noqa: E402
-from configs import default  # noqa: E402
-from pix2pix_jax.data import pipeline  # noqa: E402
+from bench.common import REPO, machine_line, write_section
+from configs import default
+from pix2pix_jax.data import pipeline
 
 FACADES = REPO.parent / "shared" / "data" / "facades"
 
@@ -74,7 +69,7 @@ def main():
       print(name, " ".join(f"{t} threads: {r:.0f} img/s" for t, r in zip(threads, rates)),
             flush=True)
   table = [f"Machine: {machine_line('jax', 'grain')}. 256-px crops, batch {args.batch}, "
-           f"{args.images} images per cell (`python bench/input_pipeline.py --write`).", "",
+           f"{args.images} images per cell (`python -m bench.input_pipeline --write`).", "",
            "| source | " + " | ".join(f"{t} thread{'s' * (t > 1)}" for t in threads) + " |",
            "|---|" + "---:|" * len(threads)]
   for name, rates in rows:

@@ -1,8 +1,8 @@
 """Kill-and-resume test: SIGKILL the training process at random moments, resume, compare bits.
 
-  python bench/kill_loop.py                          # tiny test config, 5 kills, seed 0
-  python bench/kill_loop.py --config=configs/quickstart.py --steps=40 --kills=3
-  python bench/kill_loop.py --compare=runs/a,runs/b  # only compare two finished runs
+  python -m bench.kill_loop                          # tiny test config, 5 kills, seed 0
+  python -m bench.kill_loop --config=configs/quickstart.py --steps=40 --kills=3
+  python -m bench.kill_loop --compare=runs/a,runs/b  # only compare two finished runs
 
 1. Trains the config uninterrupted to --steps (the reference run).
 2. Trains it again with a checkpoint every --checkpoint_every steps. Each time a launch has
@@ -33,7 +33,7 @@ import time
 
 from absl import app, flags, logging
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
+from bench.common import REPO
 
 flags.DEFINE_string("config", str(REPO / "tests" / "configs" / "tiny.py"), "Config file.")
 flags.DEFINE_integer("steps", 40, "Training steps of both runs.")

@@ -1,7 +1,7 @@
-"""Per-layer timings of every conv formulation in `pix2pix_jax.layers`, to choose the dispatch.
+"""Per-layer timings of every CPU conv formulation in `pix2pix_jax.kernels`, to choose the dispatch.
 
-  python bench/layers.py --batch=4          # ~3 min on 2 cores
-  python bench/layers.py --batch=1 --reps=10
+  python -m bench.layers --batch=4          # ~3 min on 2 cores
+  python -m bench.layers --batch=1 --reps=10
 
 For every 4×4 conv and transposed conv of the paper's model (`unet_256` + basic 70×70 PatchGAN,
 256-px RGB pairs) it times one jitted forward + backward pass (gradients for input and kernel)
@@ -14,17 +14,15 @@ direct convolution's FLOPs (2 per multiply-add, three matrix products), so Winog
 from __future__ import annotations
 
 import argparse
-import pathlib
-import sys
 import time
 from typing import Callable
 
 import jax
 import jax.numpy as jnp
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-from pix2pix_jax import layers  # pylint: disable=wrong-import-position
-from pix2pix_jax.winograd import conv4x4_s1_winograd, conv_transpose4x4_winograd  # pylint: disable=wrong-import-position
+from pix2pix_jax.kernels import cpu, xla
+from pix2pix_jax.kernels.winograd import (conv4x4_s1_winograd, conv4x4_winograd,
+                                          conv_transpose4x4_winograd)
 
 Conv = Callable[[jax.Array, jax.Array], jax.Array]
 
@@ -46,12 +44,12 @@ TRANSPOSED = [
 
 def conv_forms(h: int, stride: int) -> dict[str, Conv]:
   forms = {
-      "dispatch": lambda x, k: layers.conv4x4(x, k, stride),
-      "lax": lambda x, k: layers.conv4x4_lax(x, k, stride),
-      "im2col": lambda x, k: layers.conv4x4_im2col(x, k, stride),
+      "dispatch": lambda x, k: cpu.conv4x4(x, k, stride),
+      "lax": lambda x, k: xla.conv(x, k, stride, 1),
+      "im2col": lambda x, k: cpu.conv4x4_im2col(x, k, stride),
   }
   if stride == 2 and h % 4 == 0:
-    forms["winograd"] = layers.conv4x4_winograd
+    forms["winograd"] = conv4x4_winograd
   if stride == 1:
     forms["winograd_s1"] = conv4x4_s1_winograd
   return forms
@@ -59,9 +57,10 @@ def conv_forms(h: int, stride: int) -> dict[str, Conv]:
 
 def transposed_forms(h: int) -> dict[str, Conv]:
   forms = {
-      "dispatch": layers.conv_transpose4x4,
-      "col2im": layers.conv_transpose4x4_col2im,
-      "taps": layers.conv_transpose4x4_taps,
+      "dispatch": cpu.conv_transpose4x4,
+      "xla": lambda x, k: xla.conv_transpose(x, k, 2, 1),
+      "col2im": cpu.conv_transpose4x4_col2im,
+      "taps": cpu.conv_transpose4x4_taps,
   }
   if h % 2 == 0:
     forms["winograd"] = conv_transpose4x4_winograd

@@ -1,6 +1,6 @@
 """Mixed precision: speed and quality of compute_dtype=bfloat16 against float32.
 
-  python bench/mixed_precision.py [--config configs/quickstart.py] [--steps 300] [--json out.json]
+  python -m bench.mixed_precision [--config configs/quickstart.py] [--steps 300] [--json out.json]
 
 Trains the same network from the same initial parameters on the same batches twice, in
 lockstep — float32 compute and bfloat16 compute (parameters, Adam moments and BatchNorm
@@ -19,17 +19,14 @@ import json
 import pathlib
 import platform as host_platform
 import statistics
-import sys
 import time
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+import jax
+import numpy as np
 
-import jax  # noqa: E402
-import numpy as np  # noqa: E402
-
-from pix2pix_jax import evaluate, loop, parallel, platform  # noqa: E402
-from pix2pix_jax.data import pipeline  # noqa: E402
+from bench.common import REPO
+from pix2pix_jax import evaluate, loop, parallel, platform
+from pix2pix_jax.data import pipeline
 
 
 def load_config(path: str, batch_size: int):

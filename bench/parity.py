@@ -1,13 +1,14 @@
 """Training parity with the authors' PyTorch code on the real CMP facades.
 
-  python bench/parity.py [--steps 400] [--no_dropout_steps 200] [--crop_size 64]
+  python -m bench.parity [--steps 400] [--no_dropout_steps 200] [--crop_size 64]
                          [--num_downs 6] [--ngf 32] [--update_docs]
 
-Both implementations start from the same weights (the PyTorch twin's init, converted) and see the
-same batches: facades train, label map → photo (BtoA), batch 1, the authors' jitter scaled to the
-crop (resize to crop·286/256, random crop, random flip; drawn once with numpy and fed to both).
-PyTorch runs the authors' `optimize_parameters` with `torch_twin`; JAX runs this package's jitted
-`train_step`. They alternate step by step on the same CPU.
+Both implementations start from the same weights (the PyTorch reference's init, converted) and
+see the same batches: facades train, label map → photo (BtoA), batch 1, the authors' jitter
+scaled to the crop (resize to crop·286/256, random crop, random flip; drawn once with numpy and
+fed to both). PyTorch runs the authors' networks and `optimize_parameters`
+(`tests/torch_reference.py`); JAX runs this package's jitted `train_step`. They alternate step by
+step on the same CPU.
 
 Dropout (the paper's setting) draws different masks in the two frameworks, and GAN training
 amplifies any difference, so trajectories are compared statistically: loss curves, the losses
@@ -32,20 +33,18 @@ import platform
 import sys
 import time
 
+import jax
+import jax.numpy as jnp
 import numpy as np
+import torch
+from PIL import Image
 
-REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO_ROOT))
-FACADES = REPO_ROOT.parent / "shared" / "data" / "facades"
+from bench.common import REPO
+from configs import default
+from pix2pix_jax import convert, models, state as state_lib, train
+from tests import torch_reference
 
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-import torch  # noqa: E402
-from PIL import Image  # noqa: E402
-
-from configs import default  # noqa: E402
-from pix2pix_jax import convert, models, state as state_lib, train  # noqa: E402
-from pix2pix_jax import torch_twin  # noqa: E402
+FACADES = REPO.parent / "shared" / "data" / "facades"
 
 LOSSES = ("g_gan", "g_l1", "d_real", "d_fake")
 
@@ -95,38 +94,24 @@ def _nchw(x: np.ndarray) -> torch.Tensor:
 
 
 class TorchTrainer:
-  """The authors' Pix2PixModel.optimize_parameters on the twin."""
+  """The authors' networks and Pix2PixModel.optimize_parameters (`tests/torch_reference.py`)."""
 
   def __init__(self, config):
     m, o = config.model, config.optim
-    self.net_g = torch_twin.define_G(m.input_nc, m.output_nc, m.ngf, m.generator, m.norm,
-                                     m.use_dropout, num_downs=m.num_downs)
-    self.net_d = torch_twin.define_D(m.input_nc + m.output_nc, m.ndf, m.discriminator,
-                                     m.n_layers_d, m.norm)
+    self.net_g = torch_reference.define_G(m.input_nc, m.output_nc, m.ngf, m.generator, m.norm,
+                                          m.use_dropout, num_downs=m.num_downs)
+    self.net_d = torch_reference.define_D(m.input_nc + m.output_nc, m.ndf, m.discriminator,
+                                          m.n_layers_d, m.norm)
     self.opt_g = torch.optim.Adam(self.net_g.parameters(), lr=o.lr, betas=(o.beta1, o.beta2))
     self.opt_d = torch.optim.Adam(self.net_d.parameters(), lr=o.lr, betas=(o.beta1, o.beta2))
-    self.gan_loss = torch_twin.GANLoss(config.loss.gan_mode)
+    self.gan_loss = torch_reference.GANLoss(config.loss.gan_mode)
     self.lambda_l1 = config.loss.lambda_l1
 
   def step(self, a: np.ndarray, b: np.ndarray) -> dict[str, float]:
-    real_a, real_b = _nchw(a), _nchw(b)
     self.net_g.train()
     self.net_d.train()
-    fake_b = self.net_g(real_a)
-    self.net_d.requires_grad_(True)
-    self.opt_d.zero_grad()
-    d_fake = self.gan_loss(self.net_d(torch.cat([real_a, fake_b], 1).detach()), False)
-    d_real = self.gan_loss(self.net_d(torch.cat([real_a, real_b], 1)), True)
-    ((d_fake + d_real) * 0.5).backward()
-    self.opt_d.step()
-    self.net_d.requires_grad_(False)
-    self.opt_g.zero_grad()
-    g_gan = self.gan_loss(self.net_d(torch.cat([real_a, fake_b], 1)), True)
-    g_l1 = torch.nn.functional.l1_loss(fake_b, real_b) * self.lambda_l1
-    (g_gan + g_l1).backward()
-    self.opt_g.step()
-    return {"g_gan": g_gan.item(), "g_l1": g_l1.item(), "d_real": d_real.item(),
-            "d_fake": d_fake.item()}
+    return torch_reference.authors_step(self.net_g, self.net_d, self.opt_g, self.opt_d,
+                                        self.gan_loss, _nchw(a), _nchw(b), self.lambda_l1)
 
   def generate(self, a: np.ndarray, paper_mode: bool) -> np.ndarray:
     # Paper mode updates BatchNorm running statistics: use a throwaway copy.
@@ -136,7 +121,7 @@ class TorchTrainer:
 
 
 class JaxTrainer:
-  """This package's state and jitted train step, started from the twin's weights."""
+  """This package's state and jitted train step, started from the reference's weights."""
 
   def __init__(self, config, torch_trainer: TorchTrainer, steps_per_epoch: int):
     self.config = config
@@ -278,13 +263,13 @@ def write_markdown(path: pathlib.Path, args, summary: dict, png_name: str) -> No
       "",
       "## Training side by side with the authors' PyTorch code",
       "",
-      "Produced by `python bench/parity.py "
+      "Produced by `python -m bench.parity "
       + " ".join(summary["argv"]) + "`: both implementations start from the same weights "
-      "(the PyTorch twin's N(0, 0.02) init, converted with `pix2pix_jax.convert`) and train on "
-      "the same batches of the real CMP facades (train split, label map → photo, batch 1, the "
-      "authors' resize-crop-flip jitter scaled to the crop size), alternating step by step on "
-      "the same CPU. PyTorch runs the authors' update order on `pix2pix_jax.torch_twin`; JAX "
-      "runs `pix2pix_jax.train.train_step`.",
+      "(the PyTorch reference's N(0, 0.02) init, converted with `pix2pix_jax.convert`) and "
+      "train on the same batches of the real CMP facades (train split, label map → photo, "
+      "batch 1, the authors' resize-crop-flip jitter scaled to the crop size), alternating step "
+      "by step on the same CPU. PyTorch runs the authors' networks and update order "
+      "(`tests/torch_reference.py`); JAX runs `pix2pix_jax.train.train_step`.",
       "",
       f"Setting: {summary['crop_size']} px, U-Net num_downs={args.num_downs}, ngf={args.ngf}, "
       f"basic PatchGAN ndf={args.ngf}, BatchNorm, dropout on (the paper), "
@@ -433,7 +418,7 @@ def main() -> None:
     print("without dropout: distances", no_dropout["distances"], "val", no_dropout["val_l1"])
   print(reading)
   if args.update_docs:
-    docs = REPO_ROOT / "docs"
+    docs = REPO / "docs"
     docs.mkdir(exist_ok=True)
     title = (f"pix2pix parity on facades ({args.crop_size} px, num_downs={args.num_downs}, "
              f"ngf={args.ngf}, dropout on)")

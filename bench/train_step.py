@@ -1,17 +1,17 @@
 """Training-step throughput: this package's jitted step vs the authors' PyTorch step, side by side.
 
-  python bench/train_step.py                      # batch 1 and 4, prints a table (~6 min)
-  python bench/train_step.py --batch_sizes=1 --rounds=8
-  python bench/train_step.py --write              # also updates docs/benchmarks.md
+  python -m bench.train_step                      # batch 1 and 4, prints a table (~6 min)
+  python -m bench.train_step --batch_sizes=1 --rounds=8
+  python -m bench.train_step --write              # also updates docs/benchmarks.md
 
 The model is the paper's default: `unet_256` generator + 70×70 PatchGAN (`basic`), 256×256 RGB
 pairs, Adam(2e-4, β1 0.5), vanilla GAN loss + 100·L1. Both sides run one full training step:
 
 * ours: `loop.Experiment` builds the state and the jitted, donating `train_step` exactly as
   `launch.py --mode=train` does (after `platform.configure`, as every entry point);
-* PyTorch: `torch_twin`'s copies of the authors' `UnetGenerator` / `NLayerDiscriminator`, eager,
-  with the authors' `Pix2PixModel.optimize_parameters` (D on fake.detach() and real, then G
-  through the updated D), `torch.set_num_threads(<cores>)`.
+* PyTorch: the authors' `UnetGenerator` / `NLayerDiscriminator` and their
+  `Pix2PixModel.optimize_parameters` (D on fake.detach() and real, then G through the updated
+  D) from `tests/torch_reference.py`, eager, `torch.set_num_threads(<cores>)`.
 
 Each framework lives in its own worker process (so its peak RSS is its own and neither sees the
 other's threads). The parent alternates blocks of steps between them — ours, PyTorch, PyTorch,
@@ -35,8 +35,7 @@ import subprocess
 import sys
 import time
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-from common import DOCS, REPO, machine_line, write_section  # noqa: E402,F401
+from bench.common import DOCS, REPO, machine_line, write_section
 PROTOCOL = "@@"  # prefix of the workers' protocol lines on stdout; anything else is a log line
 QUIET = 0.10  # a round is quiet when other processes used < 10% of the machine in both blocks
 IMAGE_SIZE = 256
@@ -92,10 +91,10 @@ def run_block(worker: "Worker", count: int) -> dict:
 
 
 class Worker:
-  """A benchmark worker subprocess driven line by line over stdin/stdout."""
+  """A benchmark worker subprocess (`python -m MODULE ARGS`) driven line by line over stdio."""
 
-  def __init__(self, script: str, args: list[str]):
-    self.proc = subprocess.Popen([sys.executable, script, *args], stdin=subprocess.PIPE,
+  def __init__(self, module: str, args: list[str]):
+    self.proc = subprocess.Popen([sys.executable, "-m", module, *args], stdin=subprocess.PIPE,
                                  stdout=subprocess.PIPE, text=True, cwd=REPO)
 
   def receive(self) -> dict:
@@ -146,19 +145,16 @@ def xla_flops(stage) -> float:
 def direct_flops(config) -> float:
   """FLOPs of the step with every convolution computed directly, as PyTorch computes it.
 
-  XLA's cost analysis of the same step lowered with Winograd switched off: the model's
-  arithmetic, which both frameworks' GFLOP/s are measured against (our compiled step executes
-  fewer FLOPs, reported separately).
+  XLA's cost analysis of the same step with XLA's own convolutions (`model.conv_impl="xla"`):
+  the model's arithmetic, which both frameworks' GFLOP/s are measured against (our compiled
+  CPU step executes fewer FLOPs, reported separately).
   """
-  from pix2pix_jax import layers, loop
-  use_winograd = layers.use_winograd
-  layers.use_winograd = lambda *args, **kwargs: False
-  try:
-    experiment = loop.Experiment(config, num_train_examples=400)
-    return xla_flops(experiment.train_step.lower(experiment.abstract_state,
-                                                 experiment.batch_spec()))
-  finally:
-    layers.use_winograd = use_winograd
+  from pix2pix_jax import loop
+  config = config.copy_and_resolve_references()
+  config.model.conv_impl = "xla"
+  experiment = loop.Experiment(config, num_train_examples=400)
+  return xla_flops(experiment.train_step.lower(experiment.abstract_state,
+                                               experiment.batch_spec()))
 
 
 def jax_worker(batch_size: int, warmup: int) -> None:
@@ -196,54 +192,26 @@ def jax_worker(batch_size: int, warmup: int) -> None:
   serve(run_step, final=lambda: {"flops": direct_flops(config)})
 
 
-def authors_step(netG, netD, optimizer_G, optimizer_D, criterion_gan, criterion_l1, real_a,
-                 real_b, lambda_l1: float = 100.0) -> None:
-  """The authors' `Pix2PixModel.optimize_parameters` (pix2pix_model.py), verbatim in order."""
-  import torch
-  fake_b = netG(real_a)
-  # update D
-  for p in netD.parameters():
-    p.requires_grad = True
-  optimizer_D.zero_grad()
-  fake_ab = torch.cat((real_a, fake_b), 1)
-  pred_fake = netD(fake_ab.detach())
-  loss_d_fake = criterion_gan(pred_fake, False)
-  real_ab = torch.cat((real_a, real_b), 1)
-  pred_real = netD(real_ab)
-  loss_d_real = criterion_gan(pred_real, True)
-  ((loss_d_fake + loss_d_real) * 0.5).backward()
-  optimizer_D.step()
-  # update G
-  for p in netD.parameters():
-    p.requires_grad = False
-  optimizer_G.zero_grad()
-  pred_fake = netD(fake_ab)
-  loss_g = criterion_gan(pred_fake, True) + criterion_l1(fake_b, real_b) * lambda_l1
-  loss_g.backward()
-  optimizer_G.step()
-
-
 def torch_worker(batch_size: int, warmup: int, threads: int) -> None:
   import torch
-  from pix2pix_jax import torch_twin
+  from tests import torch_reference
 
   torch.set_num_threads(threads)
   torch.manual_seed(0)
-  netG = torch_twin.define_G(3, 3, 64, "unet_256", "batch", use_dropout=True)
-  netD = torch_twin.define_D(6, 64, "basic", norm="batch")
+  netG = torch_reference.define_G(3, 3, 64, "unet_256", "batch", use_dropout=True)
+  netD = torch_reference.define_D(6, 64, "basic", norm="batch")
   netG.train()
   netD.train()
   optimizer_G = torch.optim.Adam(netG.parameters(), lr=2e-4, betas=(0.5, 0.999))
   optimizer_D = torch.optim.Adam(netD.parameters(), lr=2e-4, betas=(0.5, 0.999))
-  criterion_gan = torch_twin.GANLoss("vanilla")
-  criterion_l1 = torch.nn.L1Loss()
+  criterion_gan = torch_reference.GANLoss("vanilla")
   a, b = random_pair(batch_size)
   real_a = torch.from_numpy(a).permute(0, 3, 1, 2).contiguous()
   real_b = torch.from_numpy(b).permute(0, 3, 1, 2).contiguous()
 
   def run_step():
-    authors_step(netG, netD, optimizer_G, optimizer_D, criterion_gan, criterion_l1, real_a,
-                 real_b)
+    torch_reference.authors_step(netG, netD, optimizer_G, optimizer_D, criterion_gan, real_a,
+                                 real_b)
 
   for _ in range(warmup):
     run_step()
@@ -261,13 +229,13 @@ def median(values):
 
 
 def compare(batch_size: int, rounds: int, steps: int, warmup: int, threads: int) -> dict:
-  script = str(pathlib.Path(__file__).resolve())
   common = [f"--batch_size={batch_size}", f"--warmup={warmup}", f"--threads={threads}"]
   results = {}
   # One worker at a time while setting up: compiling next to a running step would skew both.
   workers = {}
   for name in ("ours", "pytorch"):
-    workers[name] = Worker(script, [f"--worker={'jax' if name == 'ours' else 'torch'}", *common])
+    workers[name] = Worker("bench.train_step",
+                           [f"--worker={'jax' if name == 'ours' else 'torch'}", *common])
     results[name] = {"setup": workers[name].receive(), "wall": [], "cpu": [], "others": [],
                      "quiet_wall": []}
   for r in range(rounds):
@@ -348,7 +316,6 @@ def main() -> None:
   parser.add_argument("--batch_size", type=int, default=1, help=argparse.SUPPRESS)
   args = parser.parse_args()
   if args.worker:
-    sys.path.insert(0, str(REPO))
     if args.worker == "jax":
       jax_worker(args.batch_size, args.warmup)
     else:
@@ -364,8 +331,7 @@ def main() -> None:
           f"{all_results[bs]['pytorch']['median_s']:.3f} s/step, ratio "
           f"{all_results[bs]['ratio']:.2f}", flush=True)
   body = table(all_results, load_before, os.getloadavg())
-  sys.path.insert(0, str(REPO))
-  header = (f"Machine: {machine_line('jax', 'torch')}. Command: `python bench/train_step.py`. "
+  header = (f"Machine: {machine_line('jax', 'torch')}. Command: `python -m bench.train_step`. "
             f"PyTorch: {args.threads} threads.")
   print(header)
   print(body)

@@ -51,6 +51,10 @@ def get_config() -> ml_collections.ConfigDict:
   # (gain); BatchNorm scale N(1, gain) and biases 0 for every type.
   model.init_type = "normal"
   model.init_gain = 0.02
+  # How convolutions run (same function, parameters and checkpoints whichever): auto = XLA's own
+  # convolutions when lowered for GPU/TPU, the CPU formulations when lowered for CPU; xla =
+  # XLA's everywhere (the reference); cpu_tuned = the CPU formulations everywhere.
+  model.conv_impl = "auto"
 
   # ---- Loss
   config.loss = loss = ml_collections.ConfigDict()
@@ -91,6 +95,12 @@ def get_config() -> ml_collections.ConfigDict:
   config.max_to_keep = 3  # newest checkpoints kept
   config.keep_every_steps = 0  # additionally keep every checkpoint at a multiple of this
   config.tensorboard = True
+
+  # ---- Results page
+  config.report = report = ml_collections.ConfigDict()
+  # Another run's workdir (e.g. the authors' model imported with `convert`): its generator's
+  # outputs on the sample inputs are shown beside ours in every sample grid ("" = none).
+  report.reference_workdir = ""
   return config
 
 

@@ -28,11 +28,15 @@ import numpy as np
 import orbax.checkpoint as ocp
 from absl import logging
 
+from pix2pix_jax import atomic
+
 # Config sections whose change makes a checkpoint unusable (shapes or meaning of the state).
 STRUCTURAL_KEYS = ("model",)
-# Keys of those sections that only choose the initial weights: a checkpoint has its own, so
-# they may differ (or be absent from configs saved before they existed).
-INIT_ONLY_KEYS = ("model.init_type", "model.init_gain")
+# Keys of those sections that do not change what a checkpoint holds, so they may differ (or be
+# absent from configs saved before they existed): how convolutions are computed (runs and
+# checkpoints are interchangeable between impls) and how the initial weights were drawn (a
+# checkpoint has its own).
+NON_STRUCTURAL_KEYS = ("model.conv_impl", "model.init_type", "model.init_gain")
 # Files every complete step has, relative to the step directory.
 REQUIRED_FILES = ("_CHECKPOINT_METADATA", "state/_METADATA")
 # Config key marking a checkpoint imported from other weights (no data-iterator position).
@@ -59,7 +63,8 @@ def _flatten(d: dict, prefix: str = "") -> dict[str, Any]:
 def config_differences(saved: dict, current: dict, sections=STRUCTURAL_KEYS) -> list[str]:
   """Lines `key: saved → current` for every key of `sections` (None: all keys) that differs.
 
-  The structural comparison (`sections` given) leaves out `INIT_ONLY_KEYS`."""
+  The structural comparison (`sections` given) leaves out `NON_STRUCTURAL_KEYS`.
+  """
   if sections is None:
     a, b = _flatten(saved), _flatten(current)
   else:
@@ -67,7 +72,7 @@ def config_differences(saved: dict, current: dict, sections=STRUCTURAL_KEYS) -> 
     for section in sections:
       a.update(_flatten(saved.get(section, {}), section + "."))
       b.update(_flatten(current.get(section, {}), section + "."))
-    for key in INIT_ONLY_KEYS:
+    for key in NON_STRUCTURAL_KEYS:
       a.pop(key, None)
       b.pop(key, None)
   missing = object()
@@ -75,6 +80,17 @@ def config_differences(saved: dict, current: dict, sections=STRUCTURAL_KEYS) -> 
   return [f"  {key}: checkpoint has {show(a.get(key, missing))}, config has "
           f"{show(b.get(key, missing))}"
           for key in sorted(set(a) | set(b)) if a.get(key, missing) != b.get(key, missing)]
+
+
+def check_same_model(saved: dict, current: dict, what: str,
+                     hint: str = "Use a fresh --workdir, or the config the checkpoint was "
+                                 "trained with.") -> None:
+  """Raises CheckpointError listing the `model` keys that differ between `what`'s saved config
+  and the current one."""
+  diffs = config_differences(saved, current)
+  if diffs:
+    raise CheckpointError(f"{what} was made with a different model:\n" + "\n".join(diffs)
+                          + f"\n{hint}")
 
 
 def check_writable(directory: str | os.PathLike) -> None:
@@ -173,11 +189,7 @@ class Checkpointer:
       shutil.rmtree(path, ignore_errors=True)
 
   def saved_config(self, step: int) -> dict | None:
-    try:
-      return self.manager.restore(step, args=ocp.args.Composite(
-          config=ocp.args.JsonRestore()))["config"]
-    except (ValueError, KeyError, FileNotFoundError, OSError):
-      return None
+    return read_saved_config(self.directory, step)
 
   def _is_imported(self, step: int, saved_config: dict | None) -> bool:
     """A checkpoint written by `convert.py` from the authors' weights: a state, no data position."""
@@ -203,26 +215,23 @@ class Checkpointer:
     return states[0]
 
   def restore_latest(self, abstract_state, data_iterator=None, step: int | None = None, *,
-                     set_aside_damaged: bool = False):
+                     set_aside_damaged: bool = False, partial: bool = False):
     """Restores the newest usable checkpoint (or `step`); returns (state, step) or None.
 
     `abstract_state` is a pytree of `jax.ShapeDtypeStruct` with shardings; `data_iterator` is
-    restored in place. Damaged steps are reported and skipped; with `set_aside_damaged` (a
-    training run resuming) the damaged steps newer than the restored one are renamed to
-    `N.damaged`, so that they neither block saving step N again nor count towards
-    `max_to_keep`. Nothing is renamed when no step is usable.
+    restored in place. With `partial`, `abstract_state` names only some of the saved state's
+    fields (e.g. `state.Weights`, the networks without their optimisers): only those are read
+    (Orbax's partial restore); the checkpoint format is the same. Damaged steps are reported
+    and skipped; with `set_aside_damaged` (a training run resuming) the damaged steps newer
+    than the restored one are renamed to `N.damaged`, so that they neither block saving step N
+    again nor count towards `max_to_keep`. Nothing is renamed when no step is usable.
     """
     steps = [step] if step is not None else sorted(self.all_steps(), reverse=True)
     failures: list[tuple[int, str]] = []
     for s in steps:
       saved = self.saved_config(s)
       if saved is not None and self.config:
-        diffs = config_differences(saved, self.config)
-        if diffs:
-          raise CheckpointError(
-              f"checkpoint {s} in {self.directory} was made with a different model:\n"
-              + "\n".join(diffs)
-              + "\nUse a fresh --workdir, or the config the checkpoint was trained with.")
+        check_same_model(saved, self.config, f"checkpoint {s} in {self.directory}")
       with_data = data_iterator is not None
       if with_data and self._is_imported(s, saved):
         logging.info("Checkpoint %d holds weights imported from %s and no data position: the "
@@ -239,7 +248,12 @@ class Checkpointer:
       if missing:
         self._report_damage(s, failures, f"missing {', '.join(missing)}")
         continue
-      items = {"state": ocp.args.StandardRestore(abstract_state)}
+      if partial:
+        items = {"state": ocp.args.PyTreeRestore(
+            item=abstract_state, partial_restore=True,
+            restore_args=ocp.checkpoint_utils.construct_restore_args(abstract_state))}
+      else:
+        items = {"state": ocp.args.StandardRestore(abstract_state)}
       if with_data:
         items["data"] = grain.checkpoint.CheckpointRestore(data_iterator)
       try:
@@ -300,14 +314,19 @@ class Checkpointer:
     self.manager.close()
 
 
-def abstract_like(tree, shardings):
-  """Pytree of ShapeDtypeStruct carrying `shardings`, for restoring onto a (new) mesh."""
-  return jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
-                      tree, shardings)
+def read_saved_config(directory: str | os.PathLike, step: int) -> dict | None:
+  """The config saved with checkpoint `step` in `directory` (None when absent or unreadable).
+
+  Reads the file with Orbax's JSON handler and nothing else: no JAX backend is started, so
+  launch.py can read a run's config before distributed initialisation and XLA settings.
+  """
+  try:
+    saved = ocp.JsonCheckpointHandler().restore(pathlib.Path(directory) / str(step) / "config")
+  except (ValueError, FileNotFoundError, OSError):  # json.JSONDecodeError is a ValueError
+    return None
+  return dict(saved) if isinstance(saved, dict) else None
 
 
 def save_config_json(workdir: str | os.PathLike, config_dict: dict) -> None:
-  path = pathlib.Path(workdir) / "config.json"
-  tmp = path.with_suffix(".json.tmp")
-  tmp.write_text(json.dumps(config_dict, indent=2, sort_keys=True, default=str))
-  os.replace(tmp, path)
+  with atomic.atomic_path(pathlib.Path(workdir) / "config.json") as temporary:
+    temporary.write_text(json.dumps(config_dict, indent=2, sort_keys=True, default=str))

@@ -1,4 +1,4 @@
-"""Import (and export) the authors' PyTorch checkpoints: `latest_net_G.pth` ↔ Flax variables.
+"""Import (and export) of the authors' PyTorch checkpoints: `latest_net_G.pth` ↔ Flax variables.
 
 The key mapping is derived from the network's structure, not written out per architecture: a
 *layout* walks the authors' module tree (nested U-Net skip blocks, the flat ResNet / PatchGAN
@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-from typing import Any, Iterable, Mapping
+from typing import Any, Mapping
 
 import flax.linen as nn
 import jax
@@ -48,7 +48,6 @@ class LayerMap:
   kind: str                   # conv | conv_transpose | batch_norm | instance_norm
 
 
-_BN_KEYS = ("weight", "bias", "running_mean", "running_var")
 _IGNORED_KEYS = {
     "batch_norm": ("num_batches_tracked",),
     "instance_norm": ("running_mean", "running_var", "num_batches_tracked"),
@@ -230,7 +229,7 @@ def _pairs(entry: LayerMap, flat_abstract: Mapping[tuple, Any]):
 
 
 # ---------------------------------------------------------------------------------------------
-# torch → Flax and back
+# torch → Flax
 # ---------------------------------------------------------------------------------------------
 
 
@@ -291,6 +290,27 @@ def state_dict_to_variables(state_dict: Mapping[str, Any], module: nn.Module,
   variables = traverse_util.unflatten_dict(flat)
   return {"params": variables.get("params", {}), "batch_stats": variables.get("batch_stats", {})}
 
+
+def _network(config, network: str) -> tuple[nn.Module, int]:
+  m = config.model
+  if network == "generator":
+    return models.make_generator(config), m.input_nc
+  if network == "discriminator":
+    return models.make_discriminator(config), m.input_nc + m.output_nc
+  raise ValueError(f"unknown network {network!r}; choose one of {NETWORKS}")
+
+
+def torch_state_dict_to_flax(state_dict: Mapping[str, Any], config,
+                             network: str = "generator") -> dict[str, Any]:
+  """The authors' `net_G` / `net_D` state dict → {'params', 'batch_stats'} for `config.model`.
+
+  `network` is 'generator' (input_nc channels in) or 'discriminator' (input_nc + output_nc).
+  """
+  module, in_channels = _network(config, network)
+  return state_dict_to_variables(state_dict, module, in_channels)
+
+
+# Flax → torch (the authors' layout, e.g. to compare or to run their code on our weights)
 
 StateDict = "collections.OrderedDict[str, np.ndarray]"
 
@@ -366,9 +386,16 @@ def load_torch_state_dict(path: str) -> dict[str, Any]:
   return dict(state_dict)
 
 
-def iter_layout(config, network: str = "generator") -> Iterable[LayerMap]:
-  """The torch ↔ Flax module pairs for `config.model` (for inspection and docs)."""
-  return module_layout(_network(config, network)[0])
+def load_torch_state_dict(path: str) -> dict[str, Any]:
+  """Reads a `.pth` state dict on the CPU without executing pickled code (torch required)."""
+  try:
+    import torch
+  except ImportError as e:
+    raise ImportError("reading .pth files needs PyTorch: pip install 'pix2pix-jax[torch]'") from e
+  state_dict = torch.load(path, map_location="cpu", weights_only=True)
+  if not isinstance(state_dict, Mapping):
+    raise ConversionError(f"{path} holds a {type(state_dict).__name__}, not a state dict")
+  return dict(state_dict)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -393,18 +420,15 @@ def convert_checkpoint(config, net_g_pth: str, net_d_pth: str | None, out_dir: s
   if net_d_pth:
     d_vars = torch_state_dict_to_flax(load_torch_state_dict(net_d_pth), config,
                                       "discriminator")
-  generator, _ = _network(config, "generator")
-  discriminator, _ = _network(config, "discriminator")
-  g_tx = state_lib.make_optimizer(config, steps_per_epoch=1)
-  d_tx = state_lib.make_optimizer(config, steps_per_epoch=1)
   crop = config.data.crop_size
-  m = config.model
+  # The train loop's own state (both networks and optimisers), built as the loop builds it.
+  built = state_lib.build(config, steps_per_epoch=1, image_shape=(crop, crop))
+  g_tx, d_tx = built.g_tx, built.d_tx
 
   def build(g_vars, d_vars):
-    # The train loop's own initial state with the imported weights in place; under jit the
-    # random initialisers of the replaced networks are dead code and never compiled.
-    fresh = state_lib.create_train_state(config, generator, discriminator, g_tx, d_tx,
-                                         (crop, crop), m.input_nc, m.output_nc)
+    # The initial state with the imported weights in place; under jit the random initialisers
+    # of the replaced networks are dead code and never compiled.
+    fresh = built.init()
     if d_vars is None:
       d_vars = {"params": fresh.d_params, "batch_stats": fresh.d_batch_stats}
     return fresh.replace(
@@ -414,7 +438,7 @@ def convert_checkpoint(config, net_g_pth: str, net_d_pth: str | None, out_dir: s
         d_params=d_vars["params"], d_batch_stats=d_vars["batch_stats"],
         d_opt_state=d_tx.init(d_vars["params"]))
 
-  state = jax.jit(build)(g_vars, d_vars)
+  state = jax.jit(build, out_shardings=built.state_sharding)(g_vars, d_vars)
   out = pathlib.Path(out_dir).absolute()
   checkpointing.check_writable(out)
   config_dict = config.to_dict()

@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from pix2pix_jax import image_metrics
+from pix2pix_jax import atomic, image_metrics
 
 EVAL_MODES = ("paper", "eval")
 
@@ -113,11 +113,8 @@ def evaluate(generator: nn.Module, g_params, g_batch_stats, batches, *, seed: in
 
 
 def write_json(result: dict, path: str | pathlib.Path) -> None:
-  path = pathlib.Path(path)
-  path.parent.mkdir(parents=True, exist_ok=True)
-  tmp = path.with_suffix(".tmp")
-  tmp.write_text(json.dumps(result, indent=1))
-  tmp.replace(path)
+  with atomic.atomic_path(path) as temporary:
+    temporary.write_text(json.dumps(result, indent=1))
 
 
 # ---------------------------------------------------------------------------- saved results
@@ -152,7 +149,7 @@ def write_results_page(directory: str | pathlib.Path, result: dict[str, Any], *,
 
   Like the authors' test-time page (results/<name>/test_latest/index.html). Image links are
   relative: `inputs/NAME.png`, `NAME.png` (the output) and `targets/NAME.png`, as
-  `inference.run_eval` writes them.
+  `commands.run_eval` writes them.
   """
   import html
   directory = pathlib.Path(directory)
@@ -188,8 +185,6 @@ def write_results_page(directory: str | pathlib.Path, result: dict[str, Any], *,
       "<th>L1 ↓</th><th>PSNR dB ↑</th><th>SSIM ↑</th></tr></thead><tbody>"
       + "".join(rows) + "</tbody></table></body></html>\n")
   path = directory / "index.html"
-  directory.mkdir(parents=True, exist_ok=True)
-  tmp = path.with_suffix(".tmp")
-  tmp.write_text(page, encoding="utf-8")
-  tmp.replace(path)
+  with atomic.atomic_path(path) as temporary:
+    temporary.write_text(page, encoding="utf-8")
   return path

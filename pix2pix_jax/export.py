@@ -45,6 +45,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from pix2pix_jax import atomic
+
 FORMAT = "pix2pix-jax generator, jax.export"
 # Lowered for all of these when possible (one artifact runs on any of them), else the current one.
 DEFAULT_PLATFORMS = ("cpu", "cuda", "tpu")
@@ -115,10 +117,8 @@ def export_generator(translator, path: str | os.PathLike, *, platforms=DEFAULT_P
   if exported is None:
     raise ValueError("the generator could not be exported with any input shape:\n"
                      + "\n".join(refused))
-  path.parent.mkdir(parents=True, exist_ok=True)
-  tmp = path.with_name(path.name + ".tmp")
-  tmp.write_bytes(exported.serialize())
-  tmp.replace(path)
+  with atomic.atomic_path(path) as temporary:
+    temporary.write_bytes(exported.serialize())
   metadata = {
       "format": FORMAT,
       "signature": "(images f32[b, H, W, input_nc] in [-1, 1], seed i32[], batch_index i32[]) "

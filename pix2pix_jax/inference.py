@@ -1,14 +1,14 @@
-"""A trained run at test time: evaluate it, translate images with it, export its generator.
-
-Python API:
+"""A trained run at test time, from its workdir alone: load it, translate images with it.
 
   from pix2pix_jax import inference
   translator = inference.load("runs/facades")          # latest checkpoint, the run's config
   outputs = translator(label_maps_uint8_nhwc)           # uint8 in → uint8 out
   translator.translate_files(["a.png", "b.jpg"], "out/")  # out/a.png, out/b.png
 
-The command line (`launch.py --mode=eval|translate|export`) calls `run_eval`, `run_translate`
-and `run_export`.
+Loading reads the config saved with the run and restores only the networks' parameters and
+batch statistics (`state.build` without optimisers, Orbax's partial restore): nothing of the
+training loop is imported or built. The command line's eval / translate / export / summary
+modes are in `commands.py`.
 
 Test-time behaviour follows `config.eval_mode` (see `evaluate.py`): "paper" keeps dropout on and
 normalises with the statistics of each test batch, as the paper and the authors' test.py; "eval"
@@ -31,21 +31,27 @@ import json
 import math
 import os
 import pathlib
-import time
-from typing import Any, Iterable, Sequence
+from typing import Iterable, Sequence
 
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
 from absl import logging
+from flax import traverse_util
 from PIL import Image
 
-from pix2pix_jax import checkpointing, evaluate
+from pix2pix_jax import checkpointing, evaluate, state as state_lib
 from pix2pix_jax.data import images as images_lib
 
 RESIZE_MODES = ("crop_size", "multiple", "none")
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm")
+# Config fields a given config sets at test time, over the run's saved config: how to test and
+# on which data, never what was trained (the model must match; other settings keep the run's).
+TEST_TIME_KEYS = (
+    "seed", "eval_mode", "eval_batch_size", "num_samples", "compute_dtype", "deterministic",
+    "data.dataset", "data.data_dir", "data.tfds_data_dir", "data.manual_dir", "data.eval_split",
+    "data.num_synthetic", "data.num_threads", "data.prefetch", "data.skip_bad_images",
+    "num_test", "model.conv_impl")
 
 
 # ---------------------------------------------------------------------------- loading a run
@@ -57,19 +63,20 @@ def _checkpoint_steps(workdir: str | os.PathLike) -> tuple[pathlib.Path, list[in
     steps = sorted(int(p.name) for p in directory.iterdir() if p.is_dir() and p.name.isdigit())
   if not steps:
     raise FileNotFoundError(
-        f"no checkpoints in {directory}: train first (launch.py --mode=train --workdir "
+        f"no checkpoints in {directory}: train first (launch.py --config CONFIG --workdir "
         f"{pathlib.Path(workdir)}) or point --workdir at a trained run")
   return directory, steps
 
 
 def saved_config(workdir: str | os.PathLike, step: int | None = None) -> ml_collections.ConfigDict:
-  """The config a run's checkpoint was trained with (falls back to WORKDIR/config.json)."""
+  """The config a run's checkpoint was trained with (falls back to WORKDIR/config.json).
+
+  Reads files only, so no JAX backend starts: launch.py calls it before distributed start-up.
+  """
   directory, steps = _checkpoint_steps(workdir)
-  ckpt = checkpointing.Checkpointer(directory)
-  try:
-    saved = ckpt.saved_config(step if step is not None else steps[-1])
-  finally:
-    ckpt.close()
+  if step is not None and step not in steps:
+    raise ValueError(f"no checkpoint {step} in {directory}; available steps: {steps}")
+  saved = checkpointing.read_saved_config(directory, step if step is not None else steps[-1])
   if not saved:
     path = pathlib.Path(workdir) / "config.json"
     if not path.is_file():
@@ -79,27 +86,63 @@ def saved_config(workdir: str | os.PathLike, step: int | None = None) -> ml_coll
   return ml_collections.ConfigDict(saved)
 
 
-def restore_state(config, workdir: str | os.PathLike, step: int | None = None):
-  """Restores a run's train state (no data iterator) onto the current devices.
+def run_config(workdir: str | os.PathLike, config=None,
+               step: int | None = None) -> ml_collections.ConfigDict:
+  """The config to test a run with: its saved config, with `config`'s test-time fields on top.
 
-  Returns (experiment, state, step). The config's model must be the checkpoint's (the
-  difference is listed otherwise).
+  Without `config`, the saved config as it is. With it, the fields in `TEST_TIME_KEYS` (and any
+  field the saved config does not have) take `config`'s values; a different `model` raises
+  `checkpointing.CheckpointError` listing the differences; the other (training) settings keep
+  the run's values.
   """
-  from pix2pix_jax import loop  # the networks, abstract state and shardings of a run
+  saved = saved_config(workdir, step)
+  if config is None:
+    return saved
+  flat_saved = traverse_util.flatten_dict(saved.to_dict(), sep=".")
+  flat_given = traverse_util.flatten_dict(config.to_dict(), sep=".")
+  checkpointing.check_same_model(
+      saved.to_dict(), config.to_dict(), f"the run in {pathlib.Path(workdir)}",
+      hint="Leave out --config to use the run's saved config; only test-time fields may "
+           f"differ ({', '.join(TEST_TIME_KEYS)}).")
+  merged, applied, kept = dict(flat_saved), [], []
+  for key, value in flat_given.items():
+    if key not in flat_saved or key in TEST_TIME_KEYS:
+      merged[key] = value
+      if key in flat_saved and value != flat_saved[key]:
+        applied.append(f"  {key}: {flat_saved[key]!r} → {value!r}")
+    elif value != flat_saved[key]:
+      kept.append(f"  {key}: {flat_saved[key]!r} (the config has {value!r})")
+  if applied:
+    logging.info("Test-time settings from the config:\n%s", "\n".join(applied))
+  if kept:
+    logging.info("Training settings kept from the run (they do not apply at test time):\n%s",
+                 "\n".join(kept))
+  return ml_collections.ConfigDict(traverse_util.unflatten_dict(merged, sep="."))
+
+
+def restore(config, workdir: str | os.PathLike, step: int | None = None, *, mesh=None
+            ) -> tuple[state_lib.Built, state_lib.Weights, int]:
+  """Restores a run's networks onto the current devices: (built, weights, step).
+
+  Builds the networks and the abstract `Weights` only (`state.build` without optimisers) and
+  reads just those subtrees of the checkpoint: no optimiser, schedule, train step or data
+  source is built. The config's model must be the checkpoint's (the difference is listed
+  otherwise).
+  """
   directory, steps = _checkpoint_steps(workdir)
   if step is not None and step not in steps:
     raise ValueError(f"no checkpoint {step} in {directory}; available steps: {steps}")
-  experiment = loop.Experiment(config, num_train_examples=config.batch_size)
+  built = state_lib.build(config, mesh=mesh)
   ckpt = checkpointing.Checkpointer(directory, config=config.to_dict())
   try:
-    restored = ckpt.restore_latest(experiment.abstract_state, None, step=step)
+    restored = ckpt.restore_latest(built.abstract_state, None, step=step, partial=True)
   finally:
     ckpt.close()
   if restored is None:
     raise FileNotFoundError(f"no usable checkpoint in {directory}")
-  state, restored_step = restored
-  logging.info("Restored checkpoint %d from %s", restored_step, directory)
-  return experiment, state, restored_step
+  weights, restored_step = restored
+  logging.info("Restored the networks of checkpoint %d from %s", restored_step, directory)
+  return built, weights, restored_step
 
 
 def load(workdir: str | os.PathLike, step: int | None = None, config=None, *,
@@ -107,13 +150,13 @@ def load(workdir: str | os.PathLike, step: int | None = None, config=None, *,
          batch_size: int | None = None) -> "Translator":
   """A `Translator` for the run in `workdir` at `step` (default: the latest checkpoint).
 
-  `config` defaults to the one saved with the checkpoint; `mode`, `seed` and `batch_size`
-  default to its eval_mode, seed and eval_batch_size.
+  The run's saved config is used; a given `config` changes only its test-time fields
+  (`run_config`). `mode`, `seed` and `batch_size` default to the config's eval_mode, seed and
+  eval_batch_size.
   """
-  if config is None:
-    config = saved_config(workdir, step)
-  experiment, state, restored_step = restore_state(config, workdir, step)
-  return Translator(experiment.generator, state.g_params, state.g_batch_stats, config=config,
+  config = run_config(workdir, config, step)
+  built, weights, restored_step = restore(config, workdir, step)
+  return Translator(built.generator, weights.g_params, weights.g_batch_stats, config=config,
                     step=restored_step, mode=mode, seed=seed, batch_size=batch_size)
 
 
@@ -299,130 +342,11 @@ def list_inputs(path: str | os.PathLike) -> list[pathlib.Path]:
   from pix2pix_jax.data import folder
   path = pathlib.Path(path).expanduser()
   if path.is_dir():
-    found = [p for p in path.iterdir()
-             if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".")]
+    found = folder.list_images(path)
     if not found:
-      raise FileNotFoundError(f"{path} holds no images ({', '.join(IMAGE_EXTENSIONS)})")
-    return sorted(found, key=lambda p: folder.natural_key(p.name))
+      raise FileNotFoundError(
+          f"{path} holds no images ({', '.join(images_lib.IMAGE_EXTENSIONS)})")
+    return found
   if not path.is_file():
     raise FileNotFoundError(f"--input {path} is neither an image file nor a folder")
   return [path]
-
-
-# ---------------------------------------------------------------------------- command line
-
-def run_eval(config, workdir: str, step: int | None = None, split: str | None = None
-             ) -> dict[str, Any]:
-  """L1 / PSNR / SSIM of a checkpoint on a split, with images, JSON and a results page.
-
-  Writes, with NAME = `<split>_step<N>_<mode>`:
-    WORKDIR/eval/NAME.json                      overall and per-image metrics
-    WORKDIR/eval/NAME/<image>.png               the generated images
-    WORKDIR/eval/NAME/{inputs,targets}/<image>.png, samples.png (grid with D heatmaps),
-    WORKDIR/eval/NAME/index.html                input | output | target per image
-  Returns the result dict (with the paths under "json_path", "images_dir", "page").
-  """
-  from pix2pix_jax import report
-  from pix2pix_jax.data import pipeline
-  split = split or config.data.eval_split
-  if not split:
-    raise ValueError("no split to evaluate: pass --split or set config.data.eval_split")
-  experiment, state, step = restore_state(config, workdir, step)
-  source = pipeline.get_source(config, split)
-  mode = config.eval_mode
-  name = f"{split}_step{step}_{mode}"
-  eval_dir = pathlib.Path(workdir).absolute() / "eval"
-  images_dir = eval_dir / name
-  files: list[str] = []
-  used: set[str] = set()
-  grid: dict[str, list] = {"A": [], "B": [], "out": []}
-
-  def on_batch(batch, outputs, metrics):
-    del metrics
-    for j, example_name in enumerate(batch["name"]):
-      stem = evaluate.file_stem(example_name)
-      k = 2
-      while stem in used:  # distinct examples with the same stem keep distinct files
-        stem = f"{evaluate.file_stem(example_name)}_{k}"
-        k += 1
-      used.add(stem)
-      files.append(stem)
-      evaluate.save_png(images_dir / f"{stem}.png", outputs[j])
-      evaluate.save_png(images_dir / "inputs" / f"{stem}.png", batch["A"][j])
-      evaluate.save_png(images_dir / "targets" / f"{stem}.png", batch["B"][j])
-      if len(grid["A"]) < max(1, config.num_samples):
-        grid["A"].append(batch["A"][j])
-        grid["B"].append(batch["B"][j])
-        grid["out"].append(outputs[j])
-
-  t0 = time.perf_counter()
-  # The authors' test.py: the first num_test files in their order (configs saved before
-  # num_test existed evaluate the whole split, as then).
-  num_test = config.get("num_test", 0)
-  if not isinstance(num_test, int) or num_test < 0:
-    raise ValueError(f"config.num_test must be an integer >= 0 (0 = the whole split), got "
-                     f"{num_test!r}")
-  batches = pipeline.eval_batches(config, source, config.eval_batch_size, limit=num_test)
-  result = evaluate.evaluate(experiment.generator, state.g_params, state.g_batch_stats, batches,
-                             seed=config.seed, mode=mode, on_batch=on_batch)
-  seconds = time.perf_counter() - t0
-  for record, stem in zip(result["per_image"], files):
-    record["file"] = stem
-  result = {"split": split, "step": step, "mode": mode, "eval_batch_size": config.eval_batch_size,
-            "seed": config.seed, "direction": config.data.direction,
-            "image_size": list(pipeline.image_shape(config)), "seconds": round(seconds, 3),
-            **{k: v for k, v in result.items() if k != "mode"}}
-
-  # Sample grid with the discriminator's per-patch opinion, as the training samples.
-  inputs, targets = np.stack(grid["A"]), np.stack(grid["B"])
-  outputs = jnp.asarray(np.stack(grid["out"]))
-  heat = evaluate.discriminator_probability(
-      experiment.discriminator, state.d_params, state.d_batch_stats, jnp.asarray(inputs),
-      outputs, config.loss.gan_mode, mode)
-  report.save_sample_grid(images_dir / "samples.png", inputs, np.asarray(outputs), targets,
-                          np.asarray(heat))
-  json_path = eval_dir / f"{name}.json"
-  evaluate.write_json(result, json_path)
-  page = evaluate.write_results_page(
-      images_dir, result, grid="samples.png",
-      title=f"{pathlib.Path(workdir).absolute().name} · {split} · step {step} · {mode} mode")
-  result.update(json_path=str(json_path), images_dir=str(images_dir), page=str(page))
-
-  lines = [f"{'image':<24} {'L1':>8} {'PSNR':>8} {'SSIM':>8}"]
-  lines += [f"{r['name'][:24]:<24} {r['l1']:8.4f} {r['psnr']:8.2f} {r['ssim']:8.4f}"
-            for r in result["per_image"]]
-  lines.append(f"{'mean of ' + str(result['num_images']):<24} {result['l1']:8.4f} "
-               f"{result['psnr']:8.2f} {result['ssim']:8.4f}")
-  print("\n".join(lines))
-  print(f"eval {split} @ step {step} ({mode} mode, batch {config.eval_batch_size}): "
-        f"L1 {result['l1']:.4f}  PSNR {result['psnr']:.2f} dB  SSIM {result['ssim']:.4f}\n"
-        f"metrics: {json_path}\nimages and page: {page}", flush=True)
-  return result
-
-
-def run_translate(config, workdir: str, input_path: str, output_dir: str,
-                  step: int | None = None, *, aligned: bool = False,
-                  resize: str = "crop_size") -> list[pathlib.Path]:
-  """Translates an image file or a folder of images into OUTPUT_DIR/NAME.png."""
-  if not input_path or not output_dir:
-    raise ValueError("--mode=translate needs --input (an image or a folder) and --output "
-                     "(a folder)")
-  paths = list_inputs(input_path)
-  translator = load(workdir, step, config)
-  written = translator.translate_files(paths, output_dir, aligned=aligned, resize=resize)
-  print(f"translated {len(written)} image(s) with checkpoint {translator.step} "
-        f"({translator.mode} mode) into {pathlib.Path(output_dir).absolute()}", flush=True)
-  return written
-
-
-def run_export(config, workdir: str, output: str, step: int | None = None) -> pathlib.Path:
-  """Writes the generator as a serialised jax.export artifact; see `export.py`."""
-  from pix2pix_jax import export
-  if not output:
-    raise ValueError("--mode=export needs --output, the artifact's path (e.g. gen.jax)")
-  translator = load(workdir, step, config)
-  path = export.export_generator(translator, output)
-  print(f"exported the generator of checkpoint {translator.step} ({translator.mode} mode) to "
-        f"{path} (+ {path.name}.json); load it with pix2pix_jax.export.load_exported",
-        flush=True)
-  return path

@@ -20,8 +20,8 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from pix2pix_jax import (checkpointing, evaluate, models, parallel, platform, state as state_lib,
-                         train)
+from pix2pix_jax import (atomic, checkpointing, evaluate, kernels, parallel, platform,
+                         state as state_lib, train)
 from pix2pix_jax.data import pipeline
 
 LOSS_KEYS = ("g_gan", "g_l1", "d_real", "d_fake")
@@ -76,12 +76,6 @@ class _StopRequest:
     self._restore()
 
 
-def compute_dtype(config):
-  if config.compute_dtype not in ("float32", "bfloat16"):
-    raise ValueError(f"compute_dtype must be float32 or bfloat16, got {config.compute_dtype!r}")
-  return jnp.bfloat16 if config.compute_dtype == "bfloat16" else jnp.float32
-
-
 def total_steps(config, steps_per_epoch: int) -> int:
   if config.num_train_steps > 0:
     return int(config.num_train_steps)
@@ -101,31 +95,24 @@ INIT_COMPILER_OPTIONS = {"xla_cpu_scheduler_type": "CPU_SCHEDULER_TYPE_MEMORY_OP
 
 
 class Experiment:
-  """Everything a run builds once: networks, optimisers, mesh, shardings, jitted functions."""
+  """Everything a run builds once: `state.build`'s networks, optimisers, mesh and shardings,
+  and the jitted functions."""
 
-  def __init__(self, config: ml_collections.ConfigDict, num_train_examples: int, mesh=None):
+  def __init__(self, config: ml_collections.ConfigDict, num_train_examples: int, mesh=None,
+               train_source=None):
     self.config = config
-    dtype = compute_dtype(config)
-    self.generator = models.make_generator(config, dtype)
-    self.discriminator = models.make_discriminator(config, dtype)
     self.steps_per_epoch = pipeline.steps_per_epoch(config, num_train_examples)
     self.total_steps = total_steps(config, self.steps_per_epoch)
-    self.g_tx = state_lib.make_optimizer(config, self.steps_per_epoch)
-    self.d_tx = state_lib.make_optimizer(config, self.steps_per_epoch)
     self.lr = state_lib.lr_schedule(config, self.steps_per_epoch)
-    self.mesh = parallel.make_mesh() if mesh is None else mesh
+    self.image_shape = pipeline.image_shape(config, train_source)
+    built = state_lib.build(config, steps_per_epoch=self.steps_per_epoch,
+                            image_shape=self.image_shape, mesh=mesh)
+    self.generator, self.discriminator = built.generator, built.discriminator
+    self.g_tx, self.d_tx = built.g_tx, built.d_tx
+    self.mesh = built.mesh
     self.local_batch = parallel.local_batch_size(config.batch_size, self.mesh)
-    self.image_shape = pipeline.image_shape(config)
-    m = config.model
-
-    def init():
-      return state_lib.create_train_state(config, self.generator, self.discriminator, self.g_tx,
-                                          self.d_tx, self.image_shape, m.input_nc, m.output_nc)
-
-    abstract = jax.eval_shape(init)
-    self.state_sharding = parallel.state_shardings(abstract, self.mesh)
-    self.abstract_state = checkpointing.abstract_like(abstract, self.state_sharding)
-    self._init = jax.jit(init, out_shardings=self.state_sharding)
+    self.state_sharding, self.abstract_state = built.state_sharding, built.abstract_state
+    self._init = jax.jit(built.init, out_shardings=self.state_sharding)
     self.batch_sharding = parallel.data_sharding(self.mesh)
     step = train.bind_train_step(config, self.generator, self.discriminator, self.g_tx, self.d_tx)
     self.train_step = jax.jit(
@@ -163,7 +150,12 @@ class Experiment:
     initialisation's or the step's (docs/benchmarks.md). The result takes exactly the arrays
     `train_step` takes.
     """
-    compiled = self.train_step.lower(self.abstract_state, self.batch_spec()).compile()
+    with kernels.record_forms() as forms:
+      lowered = self.train_step.lower(self.abstract_state, self.batch_spec())
+    self.conv_forms = kernels.describe(forms, self.config.model.get("conv_impl", "auto"),
+                                       self.mesh.devices.flat[0].platform)
+    logging.info("Convolutions: %s", self.conv_forms)
+    compiled = lowered.compile()
     platform.release_free_host_memory()
     return compiled
 
@@ -265,16 +257,17 @@ class _Outputs:
           kept.append(line)
       except json.JSONDecodeError:
         continue  # a line cut short by a kill
-    tmp = self.metrics_path.with_suffix(".tmp")
-    tmp.write_text("".join(l + "\n" for l in kept))
-    tmp.replace(self.metrics_path)
+    with atomic.atomic_path(self.metrics_path) as temporary:
+      temporary.write_text("".join(l + "\n" for l in kept))
 
-  def samples(self, step: int, inputs, outputs, targets, heatmaps, prefix: str = "") -> None:
+  def samples(self, step: int, inputs, outputs, targets, heatmaps, prefix: str = "", *,
+              references=None, reference_label: str = "") -> None:
     if not self.enabled:
       return
     from pix2pix_jax import report
     path = self.samples_dir / f"{prefix}step_{step:08d}.png"
-    report.save_sample_grid(str(path), inputs, outputs, targets, heatmaps)
+    report.save_sample_grid(str(path), inputs, outputs, targets, heatmaps, references=references,
+                            reference_label=reference_label)
     if self.writer is not None:
       from PIL import Image
       self.writer.write_images(step, {"samples": np.asarray(Image.open(path).convert("RGB"))})
@@ -294,6 +287,35 @@ def _sample_batch(config, eval_source, train_source) -> dict[str, np.ndarray]:
   source = eval_source if eval_source is not None else train_source
   n = min(config.num_samples, len(source))
   return next(pipeline.eval_batches(config, source, n, limit=n))
+
+
+def _reference_outputs(config, inputs: np.ndarray) -> tuple[np.ndarray | None, str]:
+  """`report.reference_workdir`'s generator on the sample inputs, and a label saying whose.
+
+  The reference (e.g. the authors' model imported with `convert`) does not change while we
+  train, so it runs once, in this run's test-time mode on the whole sample batch, as our
+  samples do. The results page is a side effect: a reference that cannot be used is reported
+  and left out, never a reason to stop training.
+  """
+  workdir = config.get("report", {}).get("reference_workdir", "")
+  if not workdir:
+    return None, ""
+  if jax.process_count() > 1:
+    logging.warning("report.reference_workdir is ignored in multi-process runs.")
+    return None, ""
+  from pix2pix_jax import inference  # only needed with a reference
+  try:
+    translator = inference.load(workdir, mode=config.eval_mode, seed=config.seed + 1,
+                                batch_size=len(inputs))
+    outputs = translator(inputs, resize="none")
+  except (FileNotFoundError, ValueError, KeyError) as e:
+    logging.warning("report.reference_workdir=%s is left out of the sample grids: %s", workdir,
+                    str(e).splitlines()[0])
+    return None, ""
+  label = f"{pathlib.Path(workdir).absolute().name}, step {translator.step}"
+  logging.info("Sample grids show the outputs of %s (step %d) as the reference column.",
+               workdir, translator.step)
+  return outputs, label
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
@@ -325,7 +347,7 @@ def _train(config, workdir_path: pathlib.Path, stop: _StopRequest) -> dict[str, 
                       config.data.eval_split, str(e).splitlines()[0])
   logging.info("Training data: %d examples (%s)", len(train_source), train_source)
 
-  exp = Experiment(config, len(train_source))
+  exp = Experiment(config, len(train_source), train_source=train_source)
   train_step = exp.compile_train_step()  # before the state exists: see compile_train_step
   config_dict = config.to_dict()
   ckpt = checkpointing.Checkpointer(workdir_path / "checkpoints",
@@ -354,11 +376,14 @@ def _train(config, workdir_path: pathlib.Path, stop: _StopRequest) -> dict[str, 
   sample_batch = _sample_batch(config, eval_source, train_source)
   sample_inputs = parallel.replicate_host_array(sample_batch["A"], exp.mesh)
   sample_key = jax.random.key(config.seed + 1)
+  references, reference_label = (_reference_outputs(config, sample_batch["A"]) if main
+                                 else (None, ""))
 
   def write_samples(step):
     out, heat = exp.sample(state, sample_inputs, sample_key)
     outputs.samples(step, sample_batch["A"], parallel.to_host(out), sample_batch["B"],
-                    parallel.to_host(heat))
+                    parallel.to_host(heat), references=references,
+                    reference_label=reference_label)
 
   def run_eval(step):
     if eval_source is None:

@@ -20,7 +20,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from pix2pix_jax import layers, resnet_layers
+from pix2pix_jax import kernels, layers, resnet_layers
 
 Dtype = Any
 
@@ -46,6 +46,7 @@ class UNetGenerator(nn.Module):
   dtype: Dtype = jnp.float32
   init_type: str = "normal"  # the authors' --init_type / --init_gain (layers.kernel_init)
   init_gain: float = 0.02
+  conv_impl: str = "auto"  # how convolutions run: auto | xla | cpu_tuned (see kernels)
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
@@ -59,7 +60,7 @@ class UNetGenerator(nn.Module):
           f"{x.shape[1]}×{x.shape[2]} (resize or crop the input, or lower num_downs)")
     widths = [self.ngf * min(2**i, 8) for i in range(n)]
     use_bias = layers.conv_bias(self.norm)
-    init = dict(init_type=self.init_type, init_gain=self.init_gain)
+    init = dict(init_type=self.init_type, init_gain=self.init_gain, conv_impl=self.conv_impl)
     norm = functools.partial(layers.norm_layer, self.norm, self.dtype, init_gain=self.init_gain)
 
     h = x.astype(self.dtype)
@@ -103,13 +104,14 @@ class PatchDiscriminator(nn.Module):
   dtype: Dtype = jnp.float32
   init_type: str = "normal"
   init_gain: float = 0.02
+  conv_impl: str = "auto"
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
     if self.n_layers < 0:
       raise ValueError(f"model.n_layers_d must be >= 0, got {self.n_layers}")
     use_bias = layers.conv_bias(self.norm)
-    init = dict(init_type=self.init_type, init_gain=self.init_gain)
+    init = dict(init_type=self.init_type, init_gain=self.init_gain, conv_impl=self.conv_impl)
     norm = functools.partial(layers.norm_layer, self.norm, self.dtype, init_gain=self.init_gain)
     conv = functools.partial(layers.Conv4x4, dtype=self.dtype, **init)
     h = conv(self.ndf, strides=2, use_bias=True, name="conv_0")(x.astype(self.dtype))
@@ -133,6 +135,7 @@ class PixelDiscriminator(nn.Module):
   dtype: Dtype = jnp.float32
   init_type: str = "normal"
   init_gain: float = 0.02
+  conv_impl: str = "auto"  # unused: 1×1 convolutions are one matrix product on every backend
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
@@ -175,7 +178,8 @@ def make_generator(config, dtype: Dtype = jnp.float32) -> nn.Module:
   if m.generator not in GENERATORS:
     raise ValueError(f"unknown generator {m.generator!r}; choose one of {sorted(GENERATORS)}")
   kwargs = dict(output_nc=m.output_nc, ngf=m.ngf, norm=m.norm, use_dropout=m.use_dropout,
-                dropout_rate=m.dropout_rate, dtype=dtype, **init_options(m))
+                dropout_rate=m.dropout_rate, dtype=dtype, **init_options(m),
+                conv_impl=kernels.check_impl(m.get("conv_impl", "auto")))
   if m.generator == "unet":
     kwargs["num_downs"] = m.num_downs
   return GENERATORS[m.generator](**kwargs)
@@ -187,7 +191,8 @@ def make_discriminator(config, dtype: Dtype = jnp.float32) -> nn.Module:
   if m.discriminator not in DISCRIMINATORS:
     raise ValueError(f"unknown discriminator {m.discriminator!r}; choose one of "
                      f"{sorted(DISCRIMINATORS)}")
-  kwargs = dict(ndf=m.ndf, norm=m.norm, dtype=dtype, **init_options(m))
+  kwargs = dict(ndf=m.ndf, norm=m.norm, dtype=dtype, **init_options(m),
+                conv_impl=kernels.check_impl(m.get("conv_impl", "auto")))
   if m.discriminator == "n_layers":
     kwargs["n_layers"] = m.n_layers_d
   return DISCRIMINATORS[m.discriminator](**kwargs)
@@ -210,6 +215,7 @@ class ResnetBlock(nn.Module):
   dtype: Dtype = jnp.float32
   init_type: str = "normal"
   init_gain: float = 0.02
+  conv_impl: str = "auto"
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
@@ -219,6 +225,7 @@ class ResnetBlock(nn.Module):
       h = resnet_layers.pad2d(h, 1, self.padding_type)
       h = resnet_layers.Conv(self.features, 3, use_bias=use_bias, dtype=self.dtype,
                              init_type=self.init_type, init_gain=self.init_gain,
+                             conv_impl=self.conv_impl,
                              name=f"conv_{i}")(h)
       h = layers.norm_layer(self.norm, self.dtype, name=f"norm_{i}", init_gain=self.init_gain)(
           h, use_running_average=not train)
@@ -246,6 +253,7 @@ class ResnetGenerator(nn.Module):
   dtype: Dtype = jnp.float32
   init_type: str = "normal"
   init_gain: float = 0.02
+  conv_impl: str = "auto"
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
@@ -255,7 +263,7 @@ class ResnetGenerator(nn.Module):
       raise ValueError(f"the ResNet generator needs H and W divisible by 4; got "
                        f"{x.shape[1]}×{x.shape[2]}")
     use_bias = layers.conv_bias(self.norm)
-    init = dict(init_type=self.init_type, init_gain=self.init_gain)
+    init = dict(init_type=self.init_type, init_gain=self.init_gain, conv_impl=self.conv_impl)
     norm = functools.partial(layers.norm_layer, self.norm, self.dtype, init_gain=self.init_gain)
     conv = functools.partial(resnet_layers.Conv, dtype=self.dtype, **init)
 

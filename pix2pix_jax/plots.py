@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import json
 import math
-import os
 
 import numpy as np
+
+from pix2pix_jax import atomic
 
 EVAL_FIELDS = (("l1", "L1 \u2193"), ("psnr", "PSNR dB \u2191"), ("ssim", "SSIM \u2191"))
 LOSS_PANELS = (("g_gan", "G GAN"), ("g_l1", "G L1"), ("d_real", "D real"), ("d_fake", "D fake"))
@@ -103,9 +104,8 @@ def _new_figure(rows: int, cols: int, size: tuple[float, float]):
 
 
 def _save_figure(figure, path: str) -> None:
-  temporary = path + ".tmp"
-  figure.savefig(temporary, format="png")
-  os.replace(temporary, path)
+  with atomic.atomic_path(path) as temporary:
+    figure.savefig(temporary, format="png")
 
 
 def _plot_raw_and_ema(ax, steps, values, label, colour, log_scale=False):

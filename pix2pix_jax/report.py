@@ -6,6 +6,10 @@ The training loop appends to `workdir/metrics.jsonl` and saves sample grids with
 links only and no JavaScript, so it opens from `file://` and can be copied
 along with the workdir.
 
+Sample grids are shown with their column titles laid out on the grid's own geometry (tiles and
+gaps), so the titles stay over their columns at any image size and page width; small samples are
+enlarged by a whole factor without smoothing, and each grid links to its full-size PNG.
+
 Files read (all optional; a missing or half-written file never fails the page):
   metrics.jsonl   one JSON object per line, `"kind": "train"` or `"kind": "eval"`.
   config.json     the run's config, shown collapsed.
@@ -25,6 +29,7 @@ import numpy as np
 from PIL import Image
 from PIL import PngImagePlugin
 
+from pix2pix_jax import atomic
 from pix2pix_jax.plots import EVAL_FIELDS, plot_accuracy, plot_eval, plot_losses, read_metrics
 
 # Red (judged fake) to green (judged real): the reading needs no legend lookup.
@@ -37,8 +42,14 @@ GRID_GAP = 4
 GRID_BACKGROUND = (255, 255, 255)
 # What the heatmap means for the authors' default 3-layer PatchGAN at 256 px.
 HEATMAP_LABEL = "D heatmap (P(real) per 70\u00d770 patch)"
-# PNG text key recording a grid's column names, read back to label the page.
+# PNG text keys recording a grid's column names and what its reference column shows, read back
+# to label the page.
 _COLUMNS_KEY = "pix2pix_columns"
+_REFERENCE_KEY = "pix2pix_reference"
+_DEFAULT_COLUMNS = ("input", "output", "target", "heatmap")
+# Sample tiles narrower than this (CSS pixels) are shown enlarged by a whole factor, without
+# smoothing, so that 32- or 64-px samples are readable; wider ones are shown as they are.
+MIN_DISPLAY_TILE = 192
 
 TRAIN_FIELDS = (
     ("step", "step"), ("epoch", "epoch"), ("g_gan", "G GAN"), ("g_l1", "G L1"),
@@ -61,7 +72,7 @@ def _to_uint8_rgb(images: np.ndarray) -> np.ndarray:
   return pixels
 
 
-def _heatmap_tiles(heatmaps: np.ndarray, outputs_rgb: np.ndarray) -> np.ndarray:
+def heatmap_tiles(heatmaps: np.ndarray, outputs_rgb: np.ndarray) -> np.ndarray:
   """Colours per-patch probabilities, nearest-upsampled onto the outputs in grey."""
   from matplotlib import colormaps  # pylint: disable=g-import-not-at-top
 
@@ -85,8 +96,9 @@ def _check_images(name: str, images, count: int | None = None) -> np.ndarray:
   return images
 
 
-def save_sample_grid(path, inputs, outputs, targets, heatmaps=None) -> None:
-  """Writes one PNG: a row per example, columns input | output | target | heatmap.
+def save_sample_grid(path, inputs, outputs, targets, heatmaps=None, *, references=None,
+                     reference_label: str = "") -> None:
+  """Writes one PNG: a row per example, columns input | output | [reference] | target | [heatmap].
 
   Args:
     path: the PNG to write (replaced atomically, so a page never shows half a file).
@@ -95,17 +107,28 @@ def save_sample_grid(path, inputs, outputs, targets, heatmaps=None) -> None:
     heatmaps: optional (N, h, w) (or (N, h, w, 1)) per-patch probabilities in [0, 1]
       that the (input, output) pair is real, as the PatchGAN discriminator sees
       it (e.g. 30x30 at 256 px). Drawn in `HEATMAP_CMAP` over the grey output.
+    references: optional (N, H, W, C) outputs of another generator on the same inputs (e.g.
+      the authors' model), shown beside ours; `reference_label` says whose (stored in the PNG).
   """
   inputs = _check_images("inputs", inputs)
   count, height, width, _ = inputs.shape
   outputs = _check_images("outputs", outputs, count)
   targets = _check_images("targets", targets, count)
-  for name, images in (("outputs", outputs), ("targets", targets)):
+  named = [("outputs", outputs), ("targets", targets)]
+  if references is not None:
+    references = _check_images("references", references, count)
+    named.append(("references", references))
+  for name, images in named:
     if images.shape[1:3] != (height, width):
       raise ValueError(f"{name} are {images.shape[1:3]} pixels, inputs are {(height, width)}")
 
-  columns = [_to_uint8_rgb(inputs), _to_uint8_rgb(outputs), _to_uint8_rgb(targets)]
-  names = ["input", "output", "target"]
+  columns = [_to_uint8_rgb(inputs), _to_uint8_rgb(outputs)]
+  names = ["input", "output"]
+  if references is not None:
+    columns.append(_to_uint8_rgb(references))
+    names.append("reference")
+  columns.append(_to_uint8_rgb(targets))
+  names.append("target")
   if heatmaps is not None:
     heatmaps = np.asarray(heatmaps, dtype=np.float32)
     if heatmaps.ndim == 4 and heatmaps.shape[-1] == 1:
@@ -118,7 +141,7 @@ def save_sample_grid(path, inputs, outputs, targets, heatmaps=None) -> None:
           f"heatmaps must be probabilities in [0, 1], got values in [{low:.3g}, {high:.3g}]:"
           " apply a sigmoid to the discriminator's logits first")
     heatmaps = np.clip(np.nan_to_num(heatmaps, nan=0.5), 0.0, 1.0)
-    columns.append(_heatmap_tiles(heatmaps, columns[1]))
+    columns.append(heatmap_tiles(heatmaps, columns[1]))
     names.append("heatmap")
 
   gap = GRID_GAP
@@ -131,11 +154,10 @@ def save_sample_grid(path, inputs, outputs, targets, heatmaps=None) -> None:
 
   info = PngImagePlugin.PngInfo()
   info.add_text(_COLUMNS_KEY, ",".join(names))
-  path = os.fspath(path)
-  os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-  temporary = path + ".tmp"
-  Image.fromarray(grid).save(temporary, format="PNG", pnginfo=info, compress_level=6)
-  os.replace(temporary, path)
+  if references is not None and reference_label:
+    info.add_itxt(_REFERENCE_KEY, reference_label)
+  with atomic.atomic_path(path) as temporary:
+    Image.fromarray(grid).save(temporary, format="PNG", pnginfo=info, compress_level=6)
 
 
 # ----------------------------------------------------------------------------
@@ -185,35 +207,60 @@ def _colour_bar_css() -> str:
   return "linear-gradient(to right, " + ", ".join(stops) + ")"
 
 
-def _grid_columns(path: str) -> tuple[list[str], tuple[int, int] | None]:
-  """The column names a grid was saved with and its pixel size; defaults if unreadable."""
+def _grid_info(path: str) -> tuple[list[str], tuple[int, int] | None, str]:
+  """A grid's column names, pixel size (width, height) and reference label, or defaults."""
   try:
     with Image.open(path) as image:
       names = image.info.get(_COLUMNS_KEY, "")
+      reference = image.info.get(_REFERENCE_KEY, "")
       size = image.size
   except (OSError, SyntaxError, ValueError):
-    return ["input", "output", "target", "heatmap"], None
-  return (names.split(",") if names else ["input", "output", "target", "heatmap"]), size
+    return list(_DEFAULT_COLUMNS), None, ""
+  return (names.split(",") if names else list(_DEFAULT_COLUMNS)), size, str(reference)
+
+
+def _column_title(name: str, reference: str) -> str:
+  if name == "heatmap":
+    return (f'{html.escape(HEATMAP_LABEL)}<span class="bar"><i>0 fake</i><b></b><i>1 real</i>'
+            "</span>")
+  if name == "reference" and reference:
+    return f"reference: {html.escape(reference)}"
+  return html.escape(name)
 
 
 def _sample_figure(workdir: str, filename: str, caption: str, eager: bool) -> str:
-  names, size = _grid_columns(os.path.join(workdir, "samples", filename))
-  labels = []
-  for name in names:
-    if name == "heatmap":
-      labels.append(
-          f'<span>{html.escape(HEATMAP_LABEL)}<span class="bar"><i>0 fake</i><b></b><i>1 real</i>'
-          "</span></span>")
-    else:
-      labels.append(f"<span>{html.escape(name)}</span>")
-  size_attributes = f' width="{size[0]}" height="{size[1]}"' if size else ""
-  loading = "" if eager else ' loading="lazy"'
+  names, size, reference = _grid_info(os.path.join(workdir, "samples", filename))
+  count = len(names)
+  tile = (size[0] - GRID_GAP * (count + 1)) // count if size else 0
+  if tile > 0 and tile * count + GRID_GAP * (count + 1) == size[0]:
+    # The titles' grid has a track per gap and per tile of the image, in proportion to their
+    # pixels, and spans the image's width: each title sits over its tile at any display size.
+    tracks = f"{GRID_GAP}fr " + " ".join(f"minmax(0, {tile}fr) {GRID_GAP}fr" for _ in names)
+    positions = [2 * i + 2 for i in range(count)]
+    scale = max(1, math.ceil(MIN_DISPLAY_TILE / tile))
+  else:  # Not laid out by save_sample_grid: equal columns.
+    tracks = f"repeat({count}, minmax(0, 1fr))"
+    positions = [i + 1 for i in range(count)]
+    scale = 1
+  titles = "".join(f'<span style="grid-column: {column}">{_column_title(name, reference)}</span>'
+                   for name, column in zip(names, positions))
   source = html.escape(f"samples/{filename}")
-  return (f'<figure><figcaption>{html.escape(caption)}</figcaption>'
-          f'<div class="cols" style="grid-template-columns: repeat({len(names)}, 1fr)">'
-          f'{"".join(labels)}</div>'
-          f'<a href="{source}"><img src="{source}" alt="{html.escape(caption)}"'
-          f'{size_attributes}{loading}></a></figure>')
+  alt = html.escape(caption)
+  figure_style, image_attributes, link_title = "", "", "full size"
+  if size:
+    width, height = size[0] * scale, size[1] * scale
+    figure_style = f' style="width: {width}px"'
+    image_attributes = f' width="{width}" height="{height}"'
+    link_title = f"full size ({size[0]}\u00d7{size[1]} px)"
+    if scale > 1:
+      image_attributes += ' class="upscaled"'
+      caption += f" \u00b7 shown at {scale}\u00d7"
+    caption += " \u00b7 click for full size"
+  loading = "" if eager else ' loading="lazy"'
+  return (f'<figure class="samples"{figure_style}><figcaption>{html.escape(caption)}'
+          f'</figcaption><div class="cols" style="grid-template-columns: {tracks}">{titles}</div>'
+          f'<a href="{source}" title="{link_title}"><img src="{source}" '
+          f'alt="{alt}"{image_attributes}{loading}></a></figure>')
 
 
 def _samples_section(workdir: str) -> str:
@@ -275,10 +322,16 @@ img { max-width: 100%; height: auto; display: block; }
 img.plot { background: #fff; border: 1px solid #ddd; margin: 0.5em 0; box-sizing: border-box; }
 .empty { color: #888; font-style: italic; }
 figure { margin: 0.4em 0 1.2em 0; width: fit-content; max-width: 100%; }
-figcaption { color: #555; font-size: 0.9em; margin-bottom: 0.2em; }
-.cols { display: grid; font-size: 0.85em; color: #333; text-align: center; align-items: end; }
-.bar { display: flex; align-items: center; justify-content: center; gap: 0.4em; font-size: 0.85em; }
-.bar b { display: inline-block; width: 9em; height: 0.8em; border: 1px solid #999; background: GRADIENT; }
+figcaption { color: #555; font-size: 0.9em; margin-bottom: 0.4em; }
+figure.samples img { width: 100%; }
+img.upscaled { image-rendering: pixelated; }
+.cols { display: grid; font-size: 0.85em; color: #333; text-align: center; align-items: end;
+        margin-bottom: 0.15em; }
+.cols > span { min-width: 0; overflow-wrap: anywhere; }
+.bar { display: flex; flex-wrap: wrap; align-items: center; justify-content: center; gap: 0 0.4em;
+       font-size: 0.85em; }
+.bar b { display: inline-block; width: 9em; max-width: 100%; height: 0.8em; border: 1px solid #999;
+         background: GRADIENT; }
 .bar i { font-style: normal; color: #666; }
 .step h3 { margin-bottom: 0.2em; }
 """
@@ -347,8 +400,6 @@ def write_report(workdir) -> str:
           f"<style>{_CSS.replace('GRADIENT', _colour_bar_css())}</style></head>\n<body>\n"
           + "\n".join(part for part in body if part) + "\n</body></html>\n")
   index = os.path.join(workdir, "index.html")
-  temporary = index + ".tmp"
-  with open(temporary, "w", encoding="utf-8") as f:
-    f.write(page)
-  os.replace(temporary, index)
+  with atomic.atomic_path(index) as temporary:
+    temporary.write_text(page, encoding="utf-8")
   return index

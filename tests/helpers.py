@@ -30,14 +30,16 @@ def tiny_config(**overrides):
 
 def run_launch(workdir, *overrides, config=TINY_CONFIG, devices: int = 1, timeout: int = 300,
                check: bool = True, env_extra: dict | None = None) -> subprocess.CompletedProcess:
-  """Runs launch.py in a subprocess on CPU with `devices` fake devices."""
+  """Runs launch.py in a subprocess on CPU with `devices` fake devices (`config=None`: no
+  --config flag)."""
   env = dict(os.environ)
   env["JAX_PLATFORMS"] = "cpu"
   env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
   env["PYTHONPATH"] = str(REPO_ROOT)
   env.update(env_extra or {})
-  cmd = [sys.executable, str(REPO_ROOT / "launch.py"), f"--config={config}",
-         f"--workdir={workdir}", *overrides]
+  cmd = [sys.executable, str(REPO_ROOT / "launch.py"),
+         *([f"--config={config}"] if config is not None else []), f"--workdir={workdir}",
+         *overrides]
   result = subprocess.run(cmd, cwd=REPO_ROOT, env=env, capture_output=True, text=True,
                           timeout=timeout)
   if check and result.returncode != 0:

@@ -7,14 +7,23 @@ import pytest
 from conftest import REPO_ROOT
 from pix2pix_jax.data import pipeline
 
-CONFIGS = sorted(p.stem for p in (REPO_ROOT / "configs").glob("*.py") if p.stem != "__init__")
+# saved.py is a run's own config (--config=configs/saved.py:WORKDIR; tests/test_launch.py).
+CONFIGS = sorted(p.stem for p in (REPO_ROOT / "configs").glob("*.py")
+                 if p.stem not in ("__init__", "saved"))
 
 
-def _load(name):
+def _load(name, *args):
   spec = importlib.util.spec_from_file_location(name, REPO_ROOT / "configs" / f"{name}.py")
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
-  return module.get_config()
+  return module.get_config(*args)
+
+
+def test_saved_config_needs_a_run():
+  with pytest.raises(ValueError, match=r"--config=configs/saved.py:WORKDIR"):
+    _load("saved")
+  with pytest.raises(FileNotFoundError, match="no checkpoints in"):
+    _load("saved", str(REPO_ROOT / "no_such_run"))
 
 
 @pytest.mark.parametrize("name", CONFIGS)

@@ -1,15 +1,20 @@
-"""Evaluating, loading and translating with a trained run (`inference.py`, launch modes)."""
+"""Loading a trained run for test time (`inference.py`), evaluating and translating with it
+(`commands.py`, launch modes)."""
 
 import json
+import os
 import pathlib
+import subprocess
+import sys
 
+import jax
 import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import REAL_FACADES
+from conftest import REAL_FACADES, REPO_ROOT
 from helpers import run_launch, tiny_config
-from pix2pix_jax import inference, platform
+from pix2pix_jax import checkpointing, commands, inference, platform, state as state_lib
 from pix2pix_jax.data import images as images_lib
 
 # Two steps of the tiny config, a checkpoint after each, periodic evaluation at step 2.
@@ -97,8 +102,9 @@ def test_translator_reproduces_the_evaluated_outputs(cli_eval, trained_run):
 
 
 def test_eval_mode_at_an_older_step(trained_run, translator):
-  config = tiny_config(**TRAIN_OVERRIDES, eval_mode="eval", num_test=5)
-  result = inference.run_eval(config, str(trained_run), step=1)
+  config = commands.resolve_config("eval", str(trained_run), tiny_config(eval_mode="eval", num_test=5),
+                                   step=1)
+  result = commands.run_eval(config, str(trained_run), step=1)
   assert (result["step"], result["mode"]) == (1, "eval")
   # num_test: the first files in the authors' order, as their test.py --num_test.
   assert [r["name"] for r in result["per_image"]] == VAL_NAMES[:5]
@@ -106,7 +112,9 @@ def test_eval_mode_at_an_older_step(trained_run, translator):
   assert saved["per_image"] == result["per_image"]
   assert pathlib.Path(result["page"]).is_file()
   with pytest.raises(ValueError, match=r"no checkpoint 7 .*\[1, 2\]"):
-    inference.run_eval(config, str(trained_run), step=7)
+    commands.resolve_config("eval", str(trained_run), step=7)
+  with pytest.raises(ValueError, match=r"no checkpoint 7 .*\[1, 2\]"):
+    commands.run_eval(config, str(trained_run), step=7)
 
 
 def test_paper_and_eval_modes_differ(trained_run, translator):
@@ -124,6 +132,81 @@ def test_missing_run_is_a_clear_error(tmp_path):
   with pytest.raises(FileNotFoundError, match="no checkpoints in .*nothing"):
     inference.load(tmp_path / "nothing")
   assert not (tmp_path / "nothing").exists()
+
+
+# ---------------------------------------------------------------------------- the run's config
+
+def test_run_config_is_the_saved_one_with_test_time_fields_on_top(trained_run):
+  saved = inference.run_config(trained_run)
+  assert saved.num_train_steps == 2 and saved.eval_every_steps == 2  # the training overrides
+  # A given config's test-time fields apply; its training fields do not.
+  given = tiny_config(eval_mode="eval", eval_batch_size=1, seed=5,
+                      **{"data.eval_split": "train", "optim.lr": 0.5, "batch_size": 8})
+  config = inference.run_config(trained_run, given)
+  assert (config.eval_mode, config.eval_batch_size, config.seed) == ("eval", 1, 5)
+  assert config.data.eval_split == "train"
+  assert (config.optim.lr, config.batch_size, config.num_train_steps) == (
+      saved.optim.lr, saved.batch_size, 2)
+  # A different model is refused, naming what differs.
+  with pytest.raises(checkpointing.CheckpointError,
+                     match=r"different model:\n  model.ngf: checkpoint has 8, config has 16"):
+    inference.run_config(trained_run, tiny_config(**{"model.ngf": 16}))
+
+
+def test_restoring_builds_no_optimiser_schedule_step_or_data(trained_run, translator,
+                                                             monkeypatch):
+  from pix2pix_jax import train
+  from pix2pix_jax.data import pipeline
+
+  def refuse(*args, **kwargs):
+    raise AssertionError("test time built part of the training set-up")
+
+  for module, name in [(state_lib, "make_optimizer"), (state_lib, "lr_schedule"),
+                       (state_lib, "create_train_state"), (train, "bind_train_step"),
+                       (pipeline, "get_source"), (pipeline, "image_shape")]:
+    monkeypatch.setattr(module, name, refuse)
+  built, weights, step = inference.restore(inference.run_config(trained_run), trained_run)
+  assert step == 2 and built.g_tx is None and built.d_tx is None
+  assert isinstance(weights, state_lib.Weights)  # parameters and statistics, nothing else
+  x = _rgb(0, 32, 32)
+  np.testing.assert_array_equal(inference.load(trained_run)(x), translator(x))
+
+
+def test_partial_restore_reads_exactly_the_saved_networks(trained_run):
+  # The checkpoint holds the whole TrainState; restoring it whole (as training does) and
+  # restoring only the networks give the same arrays.
+  config = inference.run_config(trained_run)
+  full = state_lib.build(config, steps_per_epoch=1)
+  ckpt = checkpointing.Checkpointer(trained_run / "checkpoints", config=config.to_dict())
+  state, step = ckpt.restore_latest(full.abstract_state)
+  ckpt.close()
+  _, weights, partial_step = inference.restore(config, trained_run)
+  assert step == partial_step == 2
+  for name in ("g_params", "g_batch_stats", "d_params", "d_batch_stats"):
+    expected, got = getattr(state, name), getattr(weights, name)
+    assert jax.tree.structure(expected) == jax.tree.structure(got), name
+    for a, b in zip(jax.tree.leaves(expected), jax.tree.leaves(got)):
+      np.testing.assert_array_equal(a, b, err_msg=name)
+
+
+_FRESH_PROCESS = """
+import sys
+import numpy as np
+from pix2pix_jax import inference
+out = inference.load(sys.argv[1])(np.zeros((32, 32, 3), np.uint8))
+assert out.shape == (32, 32, 3), out.shape
+print(sorted(m for m in sys.modules if m.startswith("pix2pix_jax")))
+"""
+
+
+def test_test_time_never_imports_the_training_loop(trained_run):
+  env = dict(os.environ, PYTHONPATH=str(REPO_ROOT), JAX_PLATFORMS="cpu")
+  result = subprocess.run([sys.executable, "-c", _FRESH_PROCESS, str(trained_run)], env=env,
+                          capture_output=True, text=True, timeout=300, check=False)
+  assert result.returncode == 0, result.stderr[-3000:]
+  imported = eval(result.stdout.strip().splitlines()[-1])  # pylint: disable=eval-used
+  assert "pix2pix_jax.inference" in imported
+  assert "pix2pix_jax.loop" not in imported and "pix2pix_jax.train" not in imported, imported
 
 
 # ---------------------------------------------------------------------------- translation

@@ -1,8 +1,11 @@
-"""launch.py end to end in subprocesses: outputs, resume, config overrides and errors."""
+"""launch.py end to end in subprocesses: outputs, resume, config overrides, errors, and a
+trained run used by the test-time modes with its workdir alone."""
 
 import json
 
+import numpy as np
 import pytest
+from PIL import Image
 
 from helpers import run_launch
 
@@ -55,3 +58,63 @@ def test_missing_data_dir_fails_clearly(tmp_path):
                       f"--config.data.data_dir={tmp_path / 'nowhere'}", check=False)
   assert result.returncode != 0
   assert "nowhere" in result.stderr
+
+
+# ---------------------------------------------------------------------------- a run, used
+
+def _write_folder_dataset(root, seed=0):
+  """train/ and val/ of aligned A|B pairs (32×64: a 32-px crop beside its target)."""
+  rng = np.random.default_rng(seed)
+  for split, count in (("train", 4), ("val", 2)):
+    (root / split).mkdir(parents=True)
+    for i in range(count):
+      Image.fromarray(rng.integers(0, 256, (32, 64, 3), dtype=np.uint8)).save(
+          root / split / f"{i}.png")
+
+
+def test_a_folder_run_is_used_with_its_workdir_alone(tmp_path):
+  data, workdir = tmp_path / "pairs", tmp_path / "run"
+  _write_folder_dataset(data)
+  # Trained with overrides of the data and the model, which later commands do not repeat.
+  run_launch(workdir, "--config.data.dataset=folder", f"--config.data.data_dir={data}",
+             "--config.data.direction=AtoB", "--config.model.ngf=4", "--config.num_train_steps=2",
+             "--config.checkpoint_every_steps=2", "--config.eval_every_steps=2")
+
+  # Translate, evaluate, export and summarise with --workdir alone.
+  out = tmp_path / "translated"
+  result = run_launch(workdir, "--mode=translate", f"--input={data / 'val'}",
+                      f"--output={out}", config=None)
+  assert "translated 2 image(s) with checkpoint 2" in result.stdout
+  assert sorted(p.name for p in out.iterdir()) == ["0.png", "1.png"]
+  assert Image.open(out / "0.png").size == (64, 32)  # 64×32 is a multiple of 32: own size
+  result = run_launch(workdir, "--mode=eval", config=None)
+  evaluated = json.loads((workdir / "eval" / "val_step2_paper.json").read_text())
+  assert evaluated["num_images"] == 2 and evaluated["direction"] == "AtoB"
+  run_launch(workdir, "--mode=export", f"--output={tmp_path / 'gen.jax'}", config=None)
+  assert json.loads((tmp_path / "gen.jax.json").read_text())["step"] == 2
+  result = run_launch(workdir, "--mode=summary", config=None)
+  summary = (workdir / "summary.md").read_text()
+  assert summary in result.stdout
+  for text in ("| down_0 | Conv4x4 | 1×16×16×4 | 192 |", "| 2 |", '"ngf": 4',
+               "| val | paper | 2 | 2 |", f"| {evaluated['l1']:.4f} |"):
+    assert text in summary, text
+
+  # A config with another model is refused, naming the difference; a test-time field applies.
+  result = run_launch(workdir, "--mode=eval", check=False)
+  assert result.returncode != 0
+  assert "different model" in result.stderr
+  assert "model.ngf: checkpoint has 4, config has 8" in result.stderr
+  run_launch(workdir, "--mode=eval", f"--config=configs/saved.py:{workdir}",
+             "--config.eval_mode=eval", config=None)
+  assert json.loads((workdir / "eval" / "val_step2_eval.json").read_text())["mode"] == "eval"
+
+  # Relaunching training without --config resumes the run with its saved config.
+  result = run_launch(workdir, config=None)
+  assert "with its saved config" in result.stderr
+  assert "Resumed from checkpoint 2" in result.stderr and "nothing to train" in result.stderr
+
+
+def test_training_without_a_config_or_a_run_says_to_pass_one(tmp_path):
+  result = run_launch(tmp_path / "new", config=None, check=False)
+  assert result.returncode != 0
+  assert "no run to resume" in result.stderr and "pass --config" in result.stderr

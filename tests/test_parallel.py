@@ -313,17 +313,15 @@ def test_checkpoints_move_between_device_counts(tmp_path_factory):
 # ---------------------------------------------------------------------------- mixed precision
 
 def test_bfloat16_compute_trains_with_float32_state():
-  from pix2pix_jax import loop, models, state as state_lib, train
+  from pix2pix_jax import state as state_lib, train
   config = tiny_config(**{"optim.lr_policy": "constant"})
-  tx = state_lib.make_optimizer(config, 8)
   # Parameters do not depend on the compute dtype: build them with the float32 networks.
-  state = jax.jit(lambda: state_lib.create_train_state(
-      config, models.make_generator(config), models.make_discriminator(config), tx, tx,
-      (32, 32), 3, 3))()
-  dtype = loop.compute_dtype(tiny_config(compute_dtype="bfloat16"))
-  generator = models.make_generator(config, dtype)
-  discriminator = models.make_discriminator(config, dtype)
-  step = jax.jit(train.bind_train_step(config, generator, discriminator, tx, tx))
+  state = jax.jit(state_lib.build(config, steps_per_epoch=8).init)()
+  built = state_lib.build(tiny_config(**{"optim.lr_policy": "constant",
+                                         "compute_dtype": "bfloat16"}), steps_per_epoch=8)
+  generator = built.generator
+  step = jax.jit(train.bind_train_step(config, generator, built.discriminator, built.g_tx,
+                                       built.d_tx))
   batch = synthetic_batch()
   l1, state = l1_curve(step, state, batch)
   assert np.isfinite(l1).all(), l1

@@ -6,6 +6,7 @@ import io
 import json
 import os
 import pathlib
+import re
 import shutil
 import struct
 import subprocess
@@ -21,7 +22,7 @@ from pix2pix_jax import report
 from pix2pix_jax import tensorboard
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
-SCREENSHOT_SCRIPT = REPO_ROOT / "bench" / "screenshot_report.py"
+SCREENSHOT_COMMAND = [sys.executable, "-m", "bench.screenshot_report"]
 
 
 # ----------------------------------------------------------------------------
@@ -66,6 +67,26 @@ def test_sample_grid_without_heatmaps_and_leaves_no_temporary(tmp_path):
   with Image.open(tmp_path / "samples" / "step_00000001.png") as image:
     assert image.size == (3 * 12 + 4, 3 * 12 + 4)
     assert image.info["pix2pix_columns"] == "input,output,target"
+
+
+def test_sample_grid_with_a_reference_column(tmp_path):
+  rng = np.random.default_rng(3)
+  inputs, outputs, references, targets = (rng.uniform(-1, 1, (2, 8, 6, 3)) for _ in range(4))
+  path = tmp_path / "grid.png"
+  report.save_sample_grid(path, inputs, outputs, targets, np.full((2, 2, 2), 0.5),
+                          references=references, reference_label="authors, step 0")
+  with Image.open(path) as image:
+    assert image.info["pix2pix_columns"] == "input,output,reference,target,heatmap"
+    assert image.info["pix2pix_reference"] == "authors, step 0"
+    grid = np.asarray(image.convert("RGB")).astype(int)
+  gap = report.GRID_GAP
+  assert grid.shape == (2 * (8 + gap) + gap, 5 * (6 + gap) + gap, 3)
+  for col, images in ((1, outputs), (2, references), (3, targets)):
+    left = gap + col * (6 + gap)
+    np.testing.assert_array_equal(grid[gap:gap + 8, left:left + 6],
+                                  np.round((images[0] + 1) * 127.5).astype(int))
+  with pytest.raises(ValueError, match="references have 1 examples, inputs have 2"):
+    report.save_sample_grid(path, inputs, outputs, targets, references=references[:1])
 
 
 def test_sample_grid_errors(tmp_path):
@@ -181,6 +202,43 @@ def test_write_report_builds_a_self_contained_page(tmp_path):
   assert not glob.glob(str(tmp_path / "**" / "*.tmp"), recursive=True)
 
 
+# (sample height, width, display scale): small samples are enlarged by a whole factor.
+SAMPLE_SIZES = [(64, 64, 3), (256, 256, 1), (256, 512, 1)]
+
+
+def _grid_workdir(workdir, height, width, references=True, count=2):
+  """A workdir whose only content is one sample grid of `count` rows at height × width."""
+  images = np.zeros((count, height, width, 3), np.float32)
+  report.save_sample_grid(workdir / "samples" / "step_00000010.png", images, images, images,
+                          np.full((count, 2, 2), 0.5), references=images if references else None,
+                          reference_label="authors, step 0")
+  with Image.open(workdir / "samples" / "step_00000010.png") as image:
+    return image.size
+
+
+@pytest.mark.parametrize("height,width,scale", SAMPLE_SIZES)
+def test_sample_figure_lays_titles_out_on_the_grid_geometry(tmp_path, height, width, scale):
+  grid_width, grid_height = _grid_workdir(tmp_path, height, width)
+  page = pathlib.Path(report.write_report(tmp_path)).read_text(encoding="utf-8")
+  figure = re.search(r'<figure class="samples" style="width: (\d+)px">.*?</figure>', page).group(0)
+  # Drawn width = the PNG's times the whole display factor; the title row spans the same width.
+  assert f'style="width: {grid_width * scale}px"' in figure
+  assert f'width="{grid_width * scale}" height="{grid_height * scale}"' in figure
+  assert ('class="upscaled"' in figure) == (scale > 1)
+  assert (f"shown at {scale}\u00d7" in figure) == (scale > 1)
+  # One track per gap and per tile, in proportion to their pixels: gap tile gap tile ... gap.
+  tracks = re.search(r'grid-template-columns: ([^"]+)"', figure).group(1)
+  gap = report.GRID_GAP
+  assert tracks == f"{gap}fr " + " ".join([f"minmax(0, {width}fr) {gap}fr"] * 5)
+  titles = re.findall(r'<span style="grid-column: (\d+)">(.*?)</span>(?=<span style|</div>)',
+                      figure)
+  assert [int(column) for column, _ in titles] == [2, 4, 6, 8, 10]  # the tiles' tracks
+  assert [text.split("<")[0] for _, text in titles] == [
+      "input", "output", "reference: authors, step 0", "target", report.HEATMAP_LABEL]
+  # A click opens the full-size grid.
+  assert '<a href="samples/step_00000010.png"' in figure and "click for full size" in figure
+
+
 def test_write_report_without_eval_lines(tmp_path):
   _fake_workdir(tmp_path, with_eval=False)
   page = pathlib.Path(report.write_report(tmp_path)).read_text(encoding="utf-8")
@@ -265,25 +323,167 @@ def test_disabled_metric_writer_writes_nothing(tmp_path):
 # ----------------------------------------------------------------------------
 # Headless browser.
 
+def _screenshot(workdir, shot, *args, **kwargs):
+  return subprocess.run([*SCREENSHOT_COMMAND, str(workdir), str(shot), *args], cwd=REPO_ROOT,
+                        **kwargs)
+
+
 def test_screenshot_script_explains_a_missing_browser(tmp_path):
   report.write_report(tmp_path)
-  result = subprocess.run(
-      [sys.executable, str(SCREENSHOT_SCRIPT), str(tmp_path), str(tmp_path / "shot.png")],
-      capture_output=True, text=True, env={**os.environ, "PATH": str(tmp_path)}, check=False)
+  result = _screenshot(tmp_path, tmp_path / "shot.png", capture_output=True, text=True,
+                       env={**os.environ, "PATH": str(tmp_path)}, check=False)
   assert result.returncode != 0
   assert "no Chromium found" in result.stderr and "apt-get install" in result.stderr
 
 
+needs_chromium = pytest.mark.skipif(
+    shutil.which("chromium") is None, reason="chromium is not installed (apt-get install -y chromium)")
+
+
 @pytest.mark.slow
-@pytest.mark.skipif(shutil.which("chromium") is None,
-                    reason="chromium is not installed (apt-get install -y chromium)")
+@needs_chromium
 def test_screenshot_of_the_page_is_not_blank(tmp_path):
   _fake_workdir(tmp_path)
   report.write_report(tmp_path)
   shot = tmp_path / "shot.png"
-  subprocess.run([sys.executable, str(SCREENSHOT_SCRIPT), str(tmp_path), str(shot)],
-                 check=True, timeout=180)
+  _screenshot(tmp_path, shot, check=True, timeout=180)
   with Image.open(shot) as image:
     assert image.size == (1400, 2000)
     pixels = np.asarray(image.convert("L"), np.float32)
   assert pixels.var() > 100  # Text, plots and images, not an empty or error page.
+
+
+# Each column of the browser test's grid in its own colour, so the screenshot shows where it is.
+# The input alternates two reds column by column: enlarged without smoothing, only they appear.
+_INPUT_REDS = ((255, 0, 0), (128, 0, 0))
+_COLUMN_COLOURS = {"output": (0, 255, 0), "reference": (255, 0, 255), "target": (0, 0, 255)}
+
+
+def _as_float(rgb, count, height, width):
+  return np.broadcast_to(np.array(rgb, np.float32) / 127.5 - 1, (count, height, width, 3))
+
+
+def _coloured_grid_workdir(workdir, height, width, count=2):
+  inputs = np.array(_as_float(_INPUT_REDS[0], count, height, width))
+  inputs[:, :, 1::2] = _as_float(_INPUT_REDS[1], count, height, 1)
+  colours = {name: _as_float(rgb, count, height, width) for name, rgb in _COLUMN_COLOURS.items()}
+  path = workdir / "samples" / "step_00000010.png"
+  report.save_sample_grid(path, inputs, colours["output"], colours["target"],
+                          np.ones((count, 2, 2)), references=colours["reference"],
+                          reference_label="authors, step 0")
+  with Image.open(path) as image:  # The heatmap tile's colour, as drawn over the output.
+    gap = report.GRID_GAP
+    return tuple(int(v) for v in image.convert("RGB").getpixel(
+        (gap + 4 * (width + gap) + width // 2, gap + height // 2)))
+
+
+@pytest.mark.slow
+@needs_chromium
+@pytest.mark.parametrize("height,width,scale", SAMPLE_SIZES)
+def test_titles_sit_over_their_columns_in_chromium(tmp_path, height, width, scale):
+  heatmap_colour = _coloured_grid_workdir(tmp_path, height, width)
+  report.write_report(tmp_path)
+  shot_path = tmp_path / "shot.png"
+  _screenshot(tmp_path, shot_path, "--height", "1000", check=True, timeout=180)
+  shot = np.asarray(Image.open(shot_path).convert("RGB")).astype(int)
+
+  def near(rgb, tolerance=6):
+    return np.all(np.abs(shot - np.array(rgb)) <= tolerance, axis=-1)
+
+  reds = (shot[..., 0] > 100) & (shot[..., 1] < 10) & (shot[..., 2] < 10)
+  top = int(np.nonzero(reds.any(axis=1))[0][0])  # The first row of tiles starts here.
+
+  def x_range(mask):
+    columns = np.nonzero(mask[top + 4:top + 12].any(axis=0))[0]
+    assert columns.size, "a column of the grid is missing from the screenshot"
+    return int(columns[0]), int(columns[-1])
+
+  tiles = [x_range(reds)] + [x_range(near(_COLUMN_COLOURS[name]))
+                             for name in ("output", "reference", "target")]
+  tiles.append(x_range(near(heatmap_colour)))
+  assert all(a[1] < b[0] for a, b in zip(tiles, tiles[1:])), tiles  # Left to right, apart.
+  if scale > 1:  # Small samples are enlarged to a readable width ...
+    assert min(right - left + 1 for left, right in tiles) >= report.MIN_DISPLAY_TILE - 2
+    # ... without smoothing: inside the input tile only its two reds, no blend of them.
+    left, right = tiles[0]
+    inside = shot[top + 3:top + 3 * scale * 8, left + 3:right - 2]
+    exact = np.zeros(inside.shape[:2], bool)
+    for rgb in _INPUT_REDS:
+      exact |= np.all(np.abs(inside - np.array(rgb)) <= 3, axis=-1)
+    assert exact.mean() > 0.98, f"{1 - exact.mean():.0%} of the enlarged pixels are blended"
+
+  # The last line of every title sits just above the grid: all its ink lies over one tile, and
+  # each tile's title is centred on it.
+  ink = shot[top - 18:top - 1].max(axis=-1) < 120
+  ink_columns = np.nonzero(ink.any(axis=0))[0]
+  for x in ink_columns:
+    assert any(left - 2 <= x <= right + 2 for left, right in tiles), (
+        f"title ink at x={x} is over no column; columns at {tiles}")
+  for left, right in tiles:
+    over = ink_columns[(ink_columns >= left - 2) & (ink_columns <= right + 2)]
+    assert over.size, f"no title over the column at {left}-{right}"
+    centre = (over.min() + over.max()) / 2
+    assert abs(centre - (left + right) / 2) <= 0.15 * (right - left), (
+        f"title centred at {centre}, column at {left}-{right}")
+
+
+# ----------------------------------------------------------------------------
+# A reference run beside ours (config.report.reference_workdir).
+
+def _tiles(path, row=0):
+  """{column name: the tile's pixels} of row `row` of a saved sample grid."""
+  with Image.open(path) as image:
+    names = image.info["pix2pix_columns"].split(",")
+    grid = np.asarray(image.convert("RGB")).astype(int)
+  gap = report.GRID_GAP
+  width = (grid.shape[1] - gap * (len(names) + 1)) // len(names)
+  height = width  # The tiny config's samples are square.
+  top = gap + row * (height + gap)
+  return {name: grid[top:top + height, gap + i * (width + gap):gap + i * (width + gap) + width]
+          for i, name in enumerate(names)}
+
+
+@pytest.mark.slow
+def test_reference_run_outputs_appear_beside_ours(tmp_path):
+  from helpers import tiny_config
+  from pix2pix_jax import loop, platform
+
+  platform.configure()
+  # Without dropout, paper mode's outputs are a fixed function of the checkpoint and of the
+  # batch (its normalisation statistics): the reference's own last sample grid shows them too.
+  # A large learning rate moves the outputs away from the init's near-constant grey in 2 steps.
+  settings = {"num_train_steps": 2, "sample_every_steps": 2, "eval_every_steps": 0,
+              "checkpoint_every_steps": 2, "log_every_steps": 1, "model.use_dropout": False,
+              "optim.lr": 0.02}
+  reference = tmp_path / "authors"
+  loop.train_and_evaluate(tiny_config(**settings), str(reference))
+  ours = tmp_path / "ours"  # A different network (width 4, not 8): different outputs.
+  loop.train_and_evaluate(tiny_config(**settings, **{"model.ngf": 4,
+                                                     "report.reference_workdir": str(reference)}),
+                          str(ours))
+
+  grid = ours / "samples" / "step_00000002.png"
+  with Image.open(grid) as image:
+    assert image.info["pix2pix_columns"] == "input,output,reference,target,heatmap"
+    assert image.info["pix2pix_reference"] == "authors, step 2"
+  for row in (0, 1):
+    mine, theirs = _tiles(grid, row), _tiles(reference / "samples" / "step_00000002.png", row)
+    np.testing.assert_array_equal(mine["input"], theirs["input"])  # The same sample inputs ...
+    # ... through the reference's generator: its own output (to float rounding in uint8).
+    assert np.abs(mine["reference"] - theirs["output"]).max() <= 1
+    assert np.abs(mine["output"] - mine["reference"]).mean() > 10  # Not our output again.
+    assert mine["reference"].std() > 10  # Images, not a constant.
+  page = (ours / "index.html").read_text(encoding="utf-8")
+  assert "reference: authors, step 2" in page
+
+
+def test_unusable_reference_is_left_out_with_a_warning(tmp_path, caplog):
+  from helpers import tiny_config
+  from pix2pix_jax import loop
+
+  config = tiny_config(**{"report.reference_workdir": str(tmp_path / "nowhere")})
+  with caplog.at_level("WARNING"):
+    references, label = loop._reference_outputs(config, np.zeros((2, 32, 32, 3), np.float32))
+  assert references is None and label == ""
+  assert "nowhere" in caplog.text and "left out of the sample grids" in caplog.text
+  assert loop._reference_outputs(tiny_config(), np.zeros((2, 32, 32, 3), np.float32)) == (None, "")

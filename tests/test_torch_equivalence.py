@@ -1,7 +1,7 @@
-"""Our networks, layers and training step against a PyTorch twin of the authors' code.
+"""Our networks, layers and training step against the authors' PyTorch code.
 
-The twin (`pix2pix_jax.torch_twin`) loads the authors' checkpoints strictly; `convert` maps its
-state dicts onto our variables. Outputs, BatchNorm running statistics and whole training steps
+The reference (`tests/torch_reference.py`) loads the authors' checkpoints strictly; `convert` maps
+its state dicts onto our variables. Outputs, BatchNorm running statistics and whole training steps
 must agree to float32 round-off.
 """
 
@@ -20,8 +20,8 @@ from flax import traverse_util  # noqa: E402
 from configs import default  # noqa: E402
 from pix2pix_jax import convert, losses, models, resnet_layers  # noqa: E402
 from pix2pix_jax import state as state_lib  # noqa: E402
-from pix2pix_jax import torch_twin  # noqa: E402
 from pix2pix_jax import train as train_lib  # noqa: E402
+from tests import torch_reference  # noqa: E402
 
 # Forward outputs must match to this (the fidelity criterion of the project).
 FORWARD_ATOL = 1e-4
@@ -35,17 +35,18 @@ def _config(**model):
   return config
 
 
-def _twin_generator(config):
+def _torch_generator(config):
   m = config.model
-  return torch_twin.define_G(m.input_nc, m.output_nc, m.ngf, m.generator, m.norm, m.use_dropout,
-                             num_downs=m.num_downs, init_gain=m.init_gain,
-                             init_type=m.init_type)
+  return torch_reference.define_G(m.input_nc, m.output_nc, m.ngf, m.generator, m.norm,
+                                  m.use_dropout, num_downs=m.num_downs, init_gain=m.init_gain,
+                                  init_type=m.init_type)
 
 
-def _twin_discriminator(config):
+def _torch_discriminator(config):
   m = config.model
-  return torch_twin.define_D(m.input_nc + m.output_nc, m.ndf, m.discriminator, m.n_layers_d,
-                             m.norm, init_gain=m.init_gain, init_type=m.init_type)
+  return torch_reference.define_D(m.input_nc + m.output_nc, m.ndf, m.discriminator,
+                                  m.n_layers_d, m.norm, init_gain=m.init_gain,
+                                  init_type=m.init_type)
 
 
 def _nhwc(t):
@@ -112,7 +113,7 @@ def _flax_count(module, in_channels, size):
                                             ("unet_256", "batch")])
 def test_generator_parameter_count_equals_the_authors(generator, norm):
   config = _config(generator=generator, norm=norm)
-  expected = torch_twin.count_params(_twin_generator(config))
+  expected = torch_reference.count_params(_torch_generator(config))
   assert _flax_count(models.make_generator(config), 3, 256) == expected
   if (generator, norm) == ("unet_256", "batch"):
     assert expected == 54_413_955
@@ -122,7 +123,7 @@ def test_patchgan_without_strided_levels_keeps_the_authors_stride_1_level():
   # Their NLayerDiscriminator(n_layers=0): conv 6→64 (stride 2, bias), LReLU, conv 64→64
   # (stride 1, no bias) + BatchNorm(64), LReLU, conv 64→1 (bias).
   config = _config(discriminator="n_layers", n_layers_d=0)
-  expected = torch_twin.count_params(_twin_discriminator(config))
+  expected = torch_reference.count_params(_twin_discriminator(config))
   assert expected == (16 * 6 * 64 + 64) + (16 * 64 * 64 + 2 * 64) + (16 * 64 + 1) == 72_897
   assert _flax_count(models.make_discriminator(config), 6, 256) == expected
 
@@ -171,7 +172,7 @@ def test_unet_256_and_basic_discriminator_at_256px():
   """The paper's networks at full size, batch 1, train- and eval-mode BatchNorm."""
   torch.manual_seed(0)
   config = _config(generator="unet_256", discriminator="basic", norm="batch")
-  generator, discriminator = _twin_generator(config), _twin_discriminator(config)
+  generator, discriminator = _torch_generator(config), _torch_discriminator(config)
   x = torch.rand(1, 3, 256, 256) * 2 - 1
   calib = torch.rand(1, 3, 256, 256) * 2 - 1
   _calibrate_running_stats(generator, calib)
@@ -197,7 +198,7 @@ GENERATOR_CASES = [
 def test_small_generators(generator, num_downs, ngf, size, norm):
   torch.manual_seed(1)
   config = _config(generator=generator, num_downs=num_downs, ngf=ngf, norm=norm)
-  net = _twin_generator(config)
+  net = _torch_generator(config)
   _calibrate_running_stats(net, torch.rand(2, 3, size, size) * 2 - 1)
   _check_network(net, models.make_generator(config), config, "generator",
                  torch.rand(2, 3, size, size) * 2 - 1)
@@ -209,7 +210,7 @@ def test_small_generators(generator, num_downs, ngf, size, norm):
 def test_small_discriminators(discriminator, n_layers, size, norm):
   torch.manual_seed(2)
   config = _config(discriminator=discriminator, n_layers_d=n_layers, ndf=8, norm=norm)
-  net = _twin_discriminator(config)
+  net = _torch_discriminator(config)
   _calibrate_running_stats(net, torch.rand(2, 6, size, size) * 2 - 1)
   _check_network(net, models.make_discriminator(config), config, "discriminator",
                  torch.rand(2, 6, size, size) * 2 - 1)
@@ -220,7 +221,7 @@ def test_generators_with_dropout_layers_in_eval_mode(generator, ngf, size):
   """Dropout layers shift the authors' ResNet indices; eval mode compares without dropout."""
   torch.manual_seed(3)
   config = _config(generator=generator, ngf=ngf, use_dropout=True)
-  net = _twin_generator(config)
+  net = _torch_generator(config)
   _calibrate_running_stats(net, torch.rand(2, 3, size, size) * 2 - 1)
   _check_network(net, models.make_generator(config), config, "generator",
                  torch.rand(2, 3, size, size) * 2 - 1, check_train=False)
@@ -230,8 +231,8 @@ def test_networks_without_norm():
   torch.manual_seed(4)
   config = _config(generator="resnet_6blocks", ngf=8, discriminator="pixel", ndf=8, norm="none")
   for net, module, network, channels in [
-      (_twin_generator(config), models.make_generator(config), "generator", 3),
-      (_twin_discriminator(config), models.make_discriminator(config), "discriminator", 6)]:
+      (_torch_generator(config), models.make_generator(config), "generator", 3),
+      (_torch_discriminator(config), models.make_discriminator(config), "discriminator", 6)]:
     # Without norm layers the N(0, 0.02) init leaves activations vanishingly small; a
     # variance-preserving init and non-zero biases make the comparison meaningful.
     for layer in net.modules():
@@ -369,11 +370,12 @@ def test_round_trip_torch_flax_torch_is_exact(model):
     if not key.endswith("num_batches_tracked"):
       np.testing.assert_array_equal(back[key], value.numpy(), err_msg=key)
   net.load_state_dict({k: torch.from_numpy(v) for k, v in back.items()}, strict=True)
+# ---- Conversion errors ------------------------------------------------------------------------
 
 
 def test_conversion_accepts_data_parallel_prefix_and_legacy_instance_norm_stats():
   config = _config(generator="unet", num_downs=5, ngf=4, norm="instance")
-  state_dict = _twin_generator(config).state_dict()
+  state_dict = _torch_generator(config).state_dict()
   # PyTorch < 0.4 saved running statistics for InstanceNorm; the authors' loader drops them.
   state_dict["model.model.1.model.2.running_mean"] = torch.zeros(8)
   state_dict["model.model.1.model.2.running_var"] = torch.ones(8)
@@ -383,7 +385,7 @@ def test_conversion_accepts_data_parallel_prefix_and_legacy_instance_norm_stats(
 
 
 def _generator_state_dict(**model):
-  return _twin_generator(_config(**model)).state_dict()
+  return _torch_generator(_config(**model)).state_dict()
 
 
 @pytest.mark.parametrize("checkpoint,model,message", [
@@ -414,7 +416,7 @@ def test_wrong_architecture_names_the_first_key_that_does_not_fit(checkpoint, mo
 
 def test_extra_key_is_reported():
   config = _config(discriminator="basic", ndf=4)
-  state_dict = _twin_discriminator(config).state_dict()
+  state_dict = _torch_discriminator(config).state_dict()
   state_dict["model.99.weight"] = torch.zeros(1)
   with pytest.raises(convert.ConversionError, match=re.escape("unexpected key 'model.99.weight'")):
     convert.torch_state_dict_to_flax(state_dict, config, "discriminator")
@@ -449,6 +451,7 @@ def _torch_train_step(net_g, net_d, opt_g, opt_d, gan_loss, real_a, real_b, lamb
 
 @pytest.mark.parametrize("gan_mode", ["vanilla", "wgangp"])
 def test_training_steps_match_the_authors(gan_mode):
+def test_training_steps_match_the_authors():
   """Identical weights and batches, dropout off: G and D parameters and BatchNorm running
   statistics after 1 and 3 steps of the authors' update order. wgangp runs with the default
   loss.lambda_gp = 0: their Pix2PixModel with --gan_mode wgangp adds no gradient penalty.
@@ -467,22 +470,21 @@ def test_training_steps_match_the_authors(gan_mode):
   config.optim.lr_policy = "constant"
   config.loss.gan_mode = gan_mode
   lr = config.optim.lr
-  net_g, net_d = _twin_generator(config), _twin_discriminator(config)
+  net_g, net_d = _torch_generator(config), _torch_discriminator(config)
   net_g.train()
   net_d.train()
   opt_g = torch.optim.Adam(net_g.parameters(), lr=lr, betas=(config.optim.beta1,
                                                              config.optim.beta2))
   opt_d = torch.optim.Adam(net_d.parameters(), lr=lr, betas=(config.optim.beta1,
                                                              config.optim.beta2))
-  gan_loss = torch_twin.GANLoss(config.loss.gan_mode)
+  gan_loss = torch_reference.GANLoss(config.loss.gan_mode)
 
-  generator, discriminator = models.make_generator(config), models.make_discriminator(config)
-  g_tx = state_lib.make_optimizer(config, steps_per_epoch=1)
-  d_tx = state_lib.make_optimizer(config, steps_per_epoch=1)
-  # The state's structure from create_train_state; its random init is replaced by the twin's
-  # weights, so evaluating only its shapes saves compiling the initialisers.
-  state = jax.eval_shape(lambda: state_lib.create_train_state(
-      config, generator, discriminator, g_tx, d_tx, (32, 32), 3, 3))
+  built = state_lib.build(config, steps_per_epoch=1, image_shape=(32, 32))
+  generator, discriminator, g_tx, d_tx = (built.generator, built.discriminator, built.g_tx,
+                                          built.d_tx)
+  # The abstract state's structure; its random init is replaced by the reference's weights, so
+  # evaluating only its shapes saves compiling the initialisers.
+  state = built.abstract_state
   g_vars = convert.torch_state_dict_to_flax(net_g.state_dict(), config, "generator")
   d_vars = convert.torch_state_dict_to_flax(net_d.state_dict(), config, "discriminator")
   state = state.replace(
@@ -492,21 +494,21 @@ def test_training_steps_match_the_authors(gan_mode):
       d_batch_stats=d_vars["batch_stats"], d_opt_state=d_tx.init(d_vars["params"]))
   step_fn = jax.jit(train_lib.bind_train_step(config, generator, discriminator, g_tx, d_tx))
 
-  def first_grad_magnitude(net, grads, network):
-    # The torch gradients laid out as our parameters (reusing the converter).
-    state_dict = dict(net.state_dict(), **{k: g.abs() for k, g in grads.items()})
+  def first_grad_magnitude(net, network):
+    # The step's torch gradients laid out as our parameters (reusing the converter).
+    state_dict = dict(net.state_dict(),
+                      **{k: p.grad.abs() for k, p in net.named_parameters()})
     return _flat(convert.torch_state_dict_to_flax(state_dict, config, network)["params"])
 
   batches = torch.Generator().manual_seed(8)
   for step in range(1, 4):
     real_a = torch.rand(2, 3, 32, 32, generator=batches) * 2 - 1
     real_b = torch.rand(2, 3, 32, 32, generator=batches) * 2 - 1
-    torch_losses, g_grads, d_grads = _torch_train_step(net_g, net_d, opt_g, opt_d, gan_loss,
-                                                       real_a, real_b,
-                                                       config.loss.lambda_l1)
+    torch_losses = torch_reference.authors_step(net_g, net_d, opt_g, opt_d, gan_loss, real_a,
+                                                real_b, config.loss.lambda_l1)
     if step == 1:
-      small_grad = {"generator": first_grad_magnitude(net_g, g_grads, "generator"),
-                    "discriminator": first_grad_magnitude(net_d, d_grads, "discriminator")}
+      small_grad = {"generator": first_grad_magnitude(net_g, "generator"),
+                    "discriminator": first_grad_magnitude(net_d, "discriminator")}
     state, metrics = step_fn(state, {"A": _nhwc(real_a), "B": _nhwc(real_b)})
     for name, value in torch_losses.items():
       # (wgangp's losses are means of raw logits that can nearly cancel: also an absolute
@@ -539,19 +541,13 @@ def test_converted_checkpoint_restores_like_a_training_checkpoint(tmp_path):
   torch.manual_seed(9)
   config = _config(generator="unet", num_downs=5, ngf=4, ndf=4, norm="batch")
   config.data.crop_size = 32
-  net_g, net_d = _twin_generator(config), _twin_discriminator(config)
+  net_g, net_d = _torch_generator(config), _torch_discriminator(config)
   torch.save(net_g.state_dict(), tmp_path / "latest_net_G.pth")
   torch.save(net_d.state_dict(), tmp_path / "latest_net_D.pth")
   convert.convert_checkpoint(config, str(tmp_path / "latest_net_G.pth"),
                              str(tmp_path / "latest_net_D.pth"), str(tmp_path / "run"), step=7)
 
-  generator, discriminator = models.make_generator(config), models.make_discriminator(config)
-  g_tx = state_lib.make_optimizer(config, steps_per_epoch=1)
-  d_tx = state_lib.make_optimizer(config, steps_per_epoch=1)
-  abstract = jax.eval_shape(lambda: state_lib.create_train_state(
-      config, generator, discriminator, g_tx, d_tx, (32, 32), 3, 3))
-  sharding = jax.sharding.SingleDeviceSharding(jax.devices()[0])
-  abstract = checkpointing.abstract_like(abstract, jax.tree.map(lambda _: sharding, abstract))
+  abstract = state_lib.build(config, steps_per_epoch=1).abstract_state
   ckpt = checkpointing.Checkpointer(tmp_path / "run" / "checkpoints", config=config.to_dict())
   state, step = ckpt.restore_latest(abstract)
   ckpt.close()
@@ -564,3 +560,10 @@ def test_converted_checkpoint_restores_like_a_training_checkpoint(tmp_path):
     assert set(restored) == set(expected)
     for path, value in expected.items():
       np.testing.assert_array_equal(restored[path], value, err_msg=str(path))
+
+  # Test time reads the imported run from its directory alone (the config saved with it).
+  from pix2pix_jax import inference
+  translator = inference.load(tmp_path / "run")
+  assert translator.step == 7
+  for path, value in _flat(state.g_params).items():
+    np.testing.assert_array_equal(_flat(translator.g_params)[path], value, err_msg=str(path))

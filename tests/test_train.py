@@ -6,17 +6,14 @@ import numpy as np
 import pytest
 
 from helpers import l1_curve, synthetic_batch, tiny_config
-from pix2pix_jax import losses, models, state as state_lib, train
+from pix2pix_jax import losses, state as state_lib, train
 
 
 def _setup(config, steps_per_epoch=8):
-  g = models.make_generator(config)
-  d = models.make_discriminator(config)
-  g_tx = state_lib.make_optimizer(config, steps_per_epoch)
-  d_tx = state_lib.make_optimizer(config, steps_per_epoch)
-  state = jax.jit(lambda: state_lib.create_train_state(config, g, d, g_tx, d_tx, (32, 32), 3,
-                                                       3))()
-  step = jax.jit(train.bind_train_step(config, g, d, g_tx, d_tx))
+  built = state_lib.build(config, steps_per_epoch=steps_per_epoch)
+  state = jax.jit(built.init)()
+  step = jax.jit(train.bind_train_step(config, built.generator, built.discriminator, built.g_tx,
+                                       built.d_tx))
   return state, step
 
 
@@ -64,13 +61,12 @@ def test_step_is_deterministic(tiny):
 def test_dropout_key_depends_on_step():
   config6 = tiny_config(**{"model.num_downs": 6})
   # With dropout levels present, the same state at different step numbers gives different fakes.
-  g6, d6 = models.make_generator(config6), models.make_discriminator(config6)
-  tx6 = state_lib.make_optimizer(config6, 8)
-  step6 = jax.jit(train.bind_train_step(config6, g6, d6, tx6, tx6))
+  built = state_lib.build(config6, steps_per_epoch=8, image_shape=(64, 64))
+  step6 = jax.jit(train.bind_train_step(config6, built.generator, built.discriminator,
+                                        built.g_tx, built.d_tx))
   batch = {k: jnp.concatenate([v, v], axis=1).repeat(2, axis=2)[:, :64, :64]
            for k, v in _fixed_batch().items()}
-  st6 = jax.jit(lambda: state_lib.create_train_state(config6, g6, d6, tx6, tx6, (64, 64), 3,
-                                                     3))()
+  st6 = jax.jit(built.init)()
   _, m_a = step6(st6, batch)
   _, m_b = step6(st6.replace(step=st6.step + 1), batch)
   assert float(m_a["g_l1"]) != float(m_b["g_l1"])

@@ -42,7 +42,6 @@ from absl import logging
 
 from pix2pix_jax.data import images
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 # How many unmatched or duplicate names an error message lists before "...".
 _MAX_NAMES_IN_ERROR = 20
 
@@ -60,7 +59,7 @@ def list_images(folder: str | os.PathLike) -> list[pathlib.Path]:
   folder = pathlib.Path(folder)
   found = [
       p for p in folder.iterdir()
-      if p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".") and p.is_file()
+      if p.suffix.lower() in images.IMAGE_EXTENSIONS and not p.name.startswith(".") and p.is_file()
   ]
   return sorted(found, key=lambda p: natural_key(p.name))
 
@@ -226,7 +225,7 @@ class _FolderSource:
 
 
 class AlignedFolderSource(_FolderSource):
-  """Aligned A|B images in `root/split/*.{jpg,jpeg,png,bmp,webp}`: A left, B right."""
+  """Aligned A|B images in `root/split/` (any of `images.IMAGE_EXTENSIONS`): A left, B right."""
 
   def __init__(self, root: str | os.PathLike, split: str, skip_bad: bool = False):
     self.root = pathlib.Path(root)
@@ -238,8 +237,8 @@ class AlignedFolderSource(_FolderSource):
       if detect_layout(root, split) == "paired":
         hint = " It has A/ and B/ subfolders: read it with PairedFolderSource instead."
       raise FileNotFoundError(
-          f"split folder {split_dir} holds no images ({', '.join(IMAGE_EXTENSIONS)}).{hint}"
-      )
+          f"split folder {split_dir} holds no images "
+          f"({', '.join(images.IMAGE_EXTENSIONS)}).{hint}")
     self._where = split_dir
     self._index_files(_stems(self.paths, split_dir), skip_bad)
 
@@ -287,7 +286,8 @@ class PairedFolderSource(_FolderSource):
     files = {side: list_images(folder) for side, folder in folders.items()}
     for side, folder in folders.items():
       if not files[side]:
-        raise FileNotFoundError(f"{folder} holds no images ({', '.join(IMAGE_EXTENSIONS)}).")
+        raise FileNotFoundError(
+            f"{folder} holds no images ({', '.join(images.IMAGE_EXTENSIONS)}).")
     stems = {side: _stems(files[side], folders[side]) for side in files}
     by_stem_b = dict(zip(stems["B"], files["B"]))
     only_a = [s for s in stems["A"] if s not in by_stem_b]

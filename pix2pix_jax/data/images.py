@@ -30,6 +30,8 @@ import struct
 import numpy as np
 from PIL import Image
 
+# File extensions read as images wherever a folder is listed (training data, translate inputs).
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm")
 # Modes holding greyscale integers wider than 8 bits, scaled rather than clipped.
 _WIDE_GREY_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
 _WIDE_GREY_MAX = 65535

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import pathlib
 from typing import Any, Iterator
 
 import grain
@@ -240,13 +239,6 @@ class Subset:
     return f"{len(self)} of {self.source!r}"
 
 
-def has_split(config, split: str) -> bool:
-  try:
-    return len(get_source(config, split)) > 0
-  except (FileNotFoundError, ValueError, KeyError):
-    return False
-
-
 # ---------------------------------------------------------------------------- grain
 
 def train_dataset(source, transform: Transform, *, seed: int, global_batch: int,
@@ -304,7 +296,3 @@ def eval_batches(config, source, batch_size: int, limit: int = 0) -> Iterator[di
 
 def steps_per_epoch(config, num_examples: int) -> int:
   return max(1, num_examples // config.batch_size)
-
-
-def resolve_path(path: str) -> pathlib.Path:
-  return pathlib.Path(os.path.expanduser(path)).absolute()

@@ -22,7 +22,6 @@ import dataclasses
 import os
 import pathlib
 import re
-import shutil
 import tarfile
 import urllib.request
 import zlib
@@ -34,6 +33,7 @@ import tqdm
 from absl import logging
 from etils import epath
 
+from pix2pix_jax import atomic
 from pix2pix_jax.data import folder, images
 
 URL_PATTERN = "http://efrosgans.eecs.berkeley.edu/pix2pix/datasets/{name}.tar.gz"
@@ -276,17 +276,16 @@ def download(url: str, destination: pathlib.Path) -> pathlib.Path:
   if destination.is_file():
     logging.info("Reusing the download %s", destination)
     return destination
-  destination.parent.mkdir(parents=True, exist_ok=True)
-  partial = destination.with_name(destination.name + ".incomplete")
   logging.info("Downloading %s to %s", url, destination)
-  with urllib.request.urlopen(url, timeout=_DOWNLOAD_TIMEOUT_S) as response:
+  # Only a complete file gets the final name.
+  with atomic.atomic_path(destination) as partial, \
+      urllib.request.urlopen(url, timeout=_DOWNLOAD_TIMEOUT_S) as response:
     total = int(response.headers.get("Content-Length") or 0) or None
     with open(partial, "wb") as out, tqdm.tqdm(
         total=total, unit="B", unit_scale=True, desc=f"Downloading {destination.name}") as bar:
       while chunk := response.read(_DOWNLOAD_CHUNK_BYTES):
         out.write(chunk)
         bar.update(len(chunk))
-  partial.rename(destination)  # Only a complete file gets the final name.
   return destination
 
 
@@ -299,13 +298,10 @@ def extract_tarball(tarball: pathlib.Path, extract_root: pathlib.Path) -> pathli
   if destination.is_dir():
     logging.info("Reusing the extracted %s", destination)
     return destination
-  partial = extract_root / (tarball.name + ".incomplete")
-  if partial.exists():
-    shutil.rmtree(partial)  # Left by an interrupted run.
-  partial.mkdir(parents=True)
   logging.info("Extracting %s to %s", tarball, destination)
   try:
-    with tarfile.open(tarball) as archive:
+    with atomic.atomic_path(destination) as partial, tarfile.open(tarball) as archive:
+      partial.mkdir()
       for member in tqdm.tqdm(archive, unit=" files", desc=f"Extracting {tarball.name}"):
         # The "data" filter refuses absolute paths, links out of the folder and devices.
         archive.extract(member, partial, filter="data")
@@ -313,7 +309,6 @@ def extract_tarball(tarball: pathlib.Path, extract_root: pathlib.Path) -> pathli
     raise ValueError(
         f"{tarball} is not a complete .tar.gz archive ({e}). Download it again, or put the "
         "extracted folder in the manual dir instead.") from e
-  partial.rename(destination)
   return destination
 
 

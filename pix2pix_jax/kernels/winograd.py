@@ -5,7 +5,7 @@ Padded by 1 and space-to-depth'ed (2×2 blocks → 4·Cin channels), a 4×4 stri
 a 2×2 stride-1 one, and Winograd F(2×2, 2×2) computes each 2×2 output tile of it with 9 matrix
 products instead of 16: 0.5625× the FLOPs, forward and backward. Every transform has only ±1
 coefficients, so the result rounds like a sum of a few more terms (relative error ~1e-6 against
-`lax.conv`; `tests/test_layers.py`). `layers.conv4x4` decides where it is used.
+`lax.conv`; `tests/test_layers.py`). `kernels.cpu.conv4x4` decides where it is used (on CPU).
 
 The stride-1 4×4 convolution (`conv4x4_s1_winograd`, the PatchGAN's conv_3) is F(2×2, 4×4)
 straight on the 4×4 kernel: 25 products per 2×2 output tile instead of 64 (0.41× the direct

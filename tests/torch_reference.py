@@ -1,8 +1,12 @@
-"""A PyTorch twin of the authors' pix2pix networks, for equivalence tests and checkpoint import.
+"""The authors' pix2pix in PyTorch: their networks and their training step, as the reference.
 
-This mirrors the architecture of `models/networks.py` in junyanz/pytorch-CycleGAN-and-pix2pix:
-the same layers in the same order, the same bias rules and, most importantly, the same module
-names, so a `latest_net_G.pth` / `latest_net_D.pth` saved by the authors' code loads here with
+Used by the tests (equivalence of our networks, conversion and training step) and by the
+benchmarks (`python -m bench.NAME` imports it as `tests.torch_reference`); it is not part of the
+package, which never imports torch except to read a `.pth` file in `convert`.
+
+The networks mirror `models/networks.py` in junyanz/pytorch-CycleGAN-and-pix2pix: the same
+layers in the same order, the same bias rules and, most importantly, the same module names, so a
+`latest_net_G.pth` / `latest_net_D.pth` saved by the authors' code loads here with
 `load_state_dict(strict=True)`. State-dict keys therefore look like theirs:
 
 * U-Net: nested skip blocks, `model.model.0.weight` (outermost down conv),
@@ -11,7 +15,7 @@ names, so a `latest_net_G.pth` / `latest_net_D.pth` saved by the authors' code l
 * ResNet: one flat `model` Sequential; residual blocks hold a `conv_block` Sequential.
 * PatchGAN: one flat `model` Sequential (`model.0.weight`, ...); pixel D: `net.0.weight`, ...
 
-torch is an optional dependency: nothing else in `pix2pix_jax` imports this module.
+`authors_step` is their `Pix2PixModel.optimize_parameters`, the one copy every comparison runs.
 """
 
 from __future__ import annotations
@@ -351,3 +355,37 @@ class GANLoss(nn.Module):
 
 def count_params(net: nn.Module) -> int:
   return sum(p.numel() for p in net.parameters())
+
+
+# ---------------------------------------------------------------------------------------------
+# The training step
+# ---------------------------------------------------------------------------------------------
+
+
+def authors_step(net_g: nn.Module, net_d: nn.Module, optimizer_g: torch.optim.Optimizer,
+                 optimizer_d: torch.optim.Optimizer, gan_loss: GANLoss, real_a: torch.Tensor,
+                 real_b: torch.Tensor, lambda_l1: float = 100.0) -> dict[str, float]:
+  """One step of the authors' `Pix2PixModel.optimize_parameters` (models/pix2pix_model.py).
+
+  Their order: G(A) once; D on (A, G(A).detach()) and (A, B), ½ of the summed losses, D step;
+  then G through the updated D: GAN(D(A, G(A)), real) + λ·L1, G step. The step's gradients stay
+  on each parameter's `.grad` until the next step. Returns the four losses (L1 times λ).
+  """
+  fake_b = net_g(real_a)
+  # Update D.
+  net_d.requires_grad_(True)
+  optimizer_d.zero_grad()
+  fake_ab = torch.cat((real_a, fake_b), 1)
+  loss_d_fake = gan_loss(net_d(fake_ab.detach()), False)
+  loss_d_real = gan_loss(net_d(torch.cat((real_a, real_b), 1)), True)
+  ((loss_d_fake + loss_d_real) * 0.5).backward()
+  optimizer_d.step()
+  # Update G; D's parameters get no gradient.
+  net_d.requires_grad_(False)
+  optimizer_g.zero_grad()
+  loss_g_gan = gan_loss(net_d(fake_ab), True)
+  loss_g_l1 = nn.functional.l1_loss(fake_b, real_b) * lambda_l1
+  (loss_g_gan + loss_g_l1).backward()
+  optimizer_g.step()
+  return {"g_gan": loss_g_gan.item(), "g_l1": loss_g_l1.item(), "d_real": loss_d_real.item(),
+          "d_fake": loss_d_fake.item()}

@@ -1,0 +1,358 @@
+"""Draw an input, see the translation: an interactive web demo of a trained run.
+
+  python launch.py --mode=demo --workdir runs/quickstart [--step N] [--port 7860]
+  python launch.py --mode=demo --artifact gen.jax        # a jax.export artifact, no model code
+
+The page (Gradio, the optional `demo` extra) holds a canvas at the generator's input size,
+initialised with a validation input, brushes in the dataset's palette (the CMP facade classes
+for facades and the synthetic facades, black and white for edge maps, any colour otherwise), an
+upload, the output (after every stroke, or on the button), the discriminator's PatchGAN heatmap,
+the test-time mode and dropout seed, and a download of the output.
+
+Strokes are anti-aliased by the browser; on a label map every pixel a stroke touched is snapped
+to the nearest class colour, so the generator only sees colours it was trained on. The page
+shows the snapped input it translated.
+
+Offline and local by default: Gradio's fonts and scripts are served from the package, analytics
+and the run history are off, and the server binds 127.0.0.1 (`--host` to change it). Bad uploads
+(not an image, too large, an unusable mode) get a message in the page.
+
+The network-free parts (palettes, snapping, uploads, the model wrapper) import without Gradio.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import functools
+import os
+import pathlib
+import time
+
+import numpy as np
+from absl import logging
+from PIL import Image
+
+from pix2pix_jax import evaluate
+from pix2pix_jax.data import images as images_lib
+from pix2pix_jax.data import synthetic
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 7860
+# Uploads: larger files, or images with more pixels, are refused with a message.
+MAX_UPLOAD_BYTES = 20 * 2**20
+MAX_UPLOAD_PIXELS = 40_000_000
+# Uploads whose size the generator could take as it is but with a side past this are resized
+# to the canvas instead (a new, large shape would compile and run for seconds).
+MAX_CANVAS_SIDE = 1024
+
+
+# ---------------------------------------------------------------------------- palettes
+
+# The three CMP classes the synthetic facades never draw (data/synthetic.py), in the colours of
+# the authors' facades label maps (MATLAB jet(12)).
+_CMP_ONLY = {"blind": (255, 255, 0), "deco": (255, 170, 0), "molding": (255, 85, 0)}
+_CMP_ORDER = ("background", "wall", "window", "door", "cornice", "sill", "balcony", "blind",
+              "deco", "molding", "pillar", "shop")  # CMP class ids 1..12
+EDGE_DATASETS = ("edges2shoes", "edges2handbags")
+
+
+@dataclasses.dataclass(frozen=True)
+class Palette:
+  """The brushes of a dataset: `kind` is "labels" (strokes snapped), "edges" or "free"."""
+  kind: str
+  names: tuple[str, ...] = ()
+  colours: tuple[tuple[int, int, int], ...] = ()
+
+  @property
+  def rgb(self) -> np.ndarray:
+    return np.array(self.colours, np.uint8).reshape(-1, 3)
+
+  def hex(self) -> list[str]:
+    return ["#%02x%02x%02x" % c for c in self.colours]
+
+
+FREE_PALETTE = Palette("free", ("red", "green", "blue", "black", "white"),
+                       ((220, 40, 40), (40, 170, 60), (40, 80, 220), (0, 0, 0), (255, 255, 255)))
+
+
+def palette_for(config) -> Palette:
+  """The brushes for a run's input side (None config: an artifact alone, any colour)."""
+  if config is None:
+    return FREE_PALETTE
+  dataset, direction = config.data.dataset, config.data.direction
+  # Facades pairs are (photo A, label map B): the label map is the input only for BtoA.
+  if dataset == "synthetic" and direction == "BtoA":
+    return Palette("labels", synthetic.CLASS_NAMES, tuple(synthetic.FACADE_PALETTE.values()))
+  if dataset == "facades" and direction == "BtoA":
+    colours = {**synthetic.FACADE_PALETTE, **_CMP_ONLY}
+    return Palette("labels", _CMP_ORDER, tuple(colours[name] for name in _CMP_ORDER))
+  if dataset in EDGE_DATASETS and direction == "AtoB":  # edge map A → photo B
+    return Palette("edges", ("edge", "paper"), ((0, 0, 0), (255, 255, 255)))
+  return FREE_PALETTE
+
+
+def snap_strokes(composite: np.ndarray, background: np.ndarray | None,
+                 palette: Palette) -> np.ndarray:
+  """Snaps every pixel that differs from `background` to the nearest palette colour.
+
+  Only label maps are snapped: their colours are classes, and an anti-aliased stroke edge is a
+  colour the generator never saw. Untouched pixels (the validation input, an upload) are kept.
+  """
+  composite = np.asarray(composite, np.uint8)
+  if palette.kind != "labels":
+    return composite
+  if background is None or np.shape(background) != composite.shape:
+    touched = np.ones(composite.shape[:2], bool)
+  else:
+    touched = np.any(composite != background, axis=-1)
+  if not touched.any():
+    return composite
+  pixels = composite[touched].astype(np.int32)
+  colours = palette.rgb.astype(np.int32)
+  distance = ((pixels[:, None, :] - colours[None, :, :]) ** 2).sum(-1)
+  snapped = composite.copy()
+  snapped[touched] = colours[np.argmin(distance, axis=1)]
+  return snapped
+
+
+# ---------------------------------------------------------------------------- uploads
+
+class UploadError(ValueError):
+  """An upload the demo refuses; the message is shown in the page."""
+
+
+def read_upload(path: str | os.PathLike, *, max_bytes: int = MAX_UPLOAD_BYTES,
+                max_pixels: int = MAX_UPLOAD_PIXELS) -> np.ndarray:
+  """An uploaded file → (H, W, 3) uint8 RGB, or UploadError saying why not."""
+  path = pathlib.Path(path)
+  name = path.name
+  size = path.stat().st_size
+  if size > max_bytes:
+    raise UploadError(f"{name} is {size / 2**20:.1f} MB; the demo takes images up to "
+                      f"{max_bytes / 2**20:.0f} MB")
+  try:
+    width, height = images_lib.read_image_size(path)
+  except images_lib.BadImageError as e:
+    raise UploadError(f"{name} is not an image this demo can read (PNG, JPEG, BMP, WebP, ...)"
+                      ) from e
+  if width * height > max_pixels:
+    raise UploadError(f"{name} is {width}×{height} pixels; the demo takes images up to "
+                      f"{max_pixels / 1e6:.0f} megapixels: downscale it first")
+  try:
+    return images_lib.load_image(path)
+  except images_lib.BadImageError as e:
+    raise UploadError(str(e).replace(str(path), name)) from e
+
+
+def fit_upload(pixels: np.ndarray, canvas_hw: tuple[int, int], size_multiple: int,
+               direction: str | None, name: str = "upload",
+               fixed_size: bool = False) -> tuple[np.ndarray, str]:
+  """An uploaded image → the canvas's new content, and a note on what was done to it.
+
+  An aligned A|B pair (width twice the canvas's aspect) gives its input half (B for BtoA).
+  Then the translate rule: sizes that are multiples of `size_multiple` are kept, others are
+  resized (bicubic) to the canvas size; so are sizes with a side past MAX_CANVAS_SIDE, and any
+  other size when the generator takes only one (`fixed_size`).
+  """
+  canvas_h, canvas_w = canvas_hw
+  height, width = pixels.shape[:2]
+  notes = []
+  if direction and width % 2 == 0 and width * canvas_h == 2 * height * canvas_w:
+    a, b = images_lib.split_aligned(pixels, name)
+    pixels = b if direction == "BtoA" else a
+    notes.append(f"aligned A|B pair: took its {'B (right)' if direction == 'BtoA' else 'A (left)'}"
+                 " half, the input")
+    height, width = pixels.shape[:2]
+  keep = (height % size_multiple == 0 and width % size_multiple == 0
+          and max(height, width) <= MAX_CANVAS_SIDE
+          and not (fixed_size and (height, width) != (canvas_h, canvas_w)))
+  if not keep:
+    pixels = np.asarray(Image.fromarray(pixels).resize((canvas_w, canvas_h), Image.BICUBIC))
+    notes.append(f"resized from {width}×{height} to {canvas_w}×{canvas_h}")
+  return np.ascontiguousarray(pixels), "; ".join(notes)
+
+
+# ---------------------------------------------------------------------------- the model
+
+def _to_channels(pixels: np.ndarray, channels: int) -> np.ndarray:
+  """(H, W, 3) uint8 → (H, W, channels), grey as PIL's 'L' (the training transform's)."""
+  if channels == 3:
+    return pixels
+  return np.asarray(Image.fromarray(pixels).convert("L"))[..., None]
+
+
+def _to_rgb(pixels: np.ndarray) -> np.ndarray:
+  return np.repeat(pixels, 3, axis=-1) if pixels.shape[-1] == 1 else pixels
+
+
+class DemoModel:
+  """A generator (a run's checkpoint or a jax.export artifact) and, for runs, its discriminator.
+
+  `translate(rgb_uint8_hw3, mode, seed)` returns (H, W, 3) uint8; for a run it is exactly
+  `inference.load(workdir)(pixels, seed=seed)` with the run's translator in `mode`.
+  """
+
+  def __init__(self, *, translator=None, exported=None, config=None, workdir=None):
+    if (translator is None) == (exported is None):
+      raise ValueError("DemoModel needs exactly one of translator and exported")
+    self.translator, self.exported, self.config = translator, exported, config
+    self.workdir = workdir
+    self._discriminator = None  # restored on the first heatmap
+    if translator is not None:
+      self.modes = tuple(evaluate.EVAL_MODES)
+      self.default_mode, self.default_seed = translator.mode, translator.seed
+      self.input_nc, self.output_nc = translator.input_nc, translator.output_nc
+      self.size_multiple, self.direction = translator.size_multiple, translator.direction
+      self.step, self.fixed_hw = translator.step, None
+      self.crop_size = translator.crop_size
+    else:
+      meta = exported.metadata
+      self.modes = (meta.get("mode", "paper"),)
+      self.default_mode, self.default_seed = self.modes[0], int(meta.get("default_seed", 0))
+      self.input_nc, self.output_nc = exported.input_nc, int(meta.get("output_nc", 3))
+      self.size_multiple = exported.size_multiple
+      self.direction, self.step = meta.get("direction"), meta.get("step")
+      self.fixed_hw = exported.image_size
+      self.crop_size = int(meta.get("crop_size", self.fixed_hw[0] if self.fixed_hw else 256))
+
+  @property
+  def has_heatmap(self) -> bool:
+    """The discriminator comes from a run's checkpoint (the artifact's step, for artifacts)."""
+    return self.workdir is not None and self.config is not None
+
+  def translate(self, pixels: np.ndarray, mode: str, seed: int) -> np.ndarray:
+    if mode not in self.modes:
+      raise ValueError(f"test-time mode {mode!r} is not available; this generator has "
+                       f"{', '.join(self.modes)}")
+    if self.translator is not None:
+      translator = self.translator
+      if mode != translator.mode:
+        translator = copy.copy(translator)  # shares the weights and the compiled function
+        translator.mode = mode
+      out = translator(pixels, seed=int(seed))
+    else:
+      x = _to_channels(pixels, self.input_nc)
+      # A fixed artifact batch k is filled with k copies: batch statistics are then those of the
+      # one image, as in a batch of one.
+      batch = np.repeat(x[None], self.exported.batch or 1, axis=0)
+      out = self.exported(batch, seed=int(seed))[0]
+    return _to_rgb(np.asarray(out))
+
+  def heatmap(self, pixels: np.ndarray, output: np.ndarray, mode: str) -> np.ndarray:
+    """The discriminator's per-patch P(real) for (input, output), (h, w) in [0, 1]."""
+    import jax
+    import jax.numpy as jnp
+    if not self.has_heatmap:
+      raise ValueError("no discriminator: the heatmap needs a run's workdir")
+    if self._discriminator is None:
+      from pix2pix_jax import inference
+      built, weights, _ = inference.restore(self.config, self.workdir, self.step)
+      probability = jax.jit(functools.partial(evaluate.discriminator_probability,
+                                              built.discriminator), static_argnums=(4, 5))
+      self._discriminator = (weights.d_params, weights.d_batch_stats, probability)
+    params, stats, probability = self._discriminator
+    as_float = lambda u8: jnp.asarray(u8[None].astype(np.float32) * (2.0 / 255.0) - 1.0)
+    x = as_float(_to_channels(pixels, self.input_nc))
+    y = as_float(_to_channels(output, self.output_nc))
+    heat = probability(params, stats, x, y, self.config.loss.gan_mode, mode)
+    return np.asarray(heat)[0, ..., 0] if np.ndim(heat) == 4 else np.asarray(heat)[0]
+
+
+def load_model(workdir: str | None = None, step: int | None = None,
+               artifact: str | None = None) -> DemoModel:
+  """The demo's model: a run's checkpoint (`workdir`), or an artifact (with `workdir`, the
+  run's config for palette and validation data, and its discriminator for the heatmap)."""
+  from pix2pix_jax import inference
+  if artifact:
+    from pix2pix_jax import export
+    config = inference.saved_config(workdir, step) if workdir else None
+    return DemoModel(exported=export.load_exported(artifact), config=config, workdir=workdir)
+  if not workdir:
+    raise ValueError("--mode=demo needs --workdir (a trained run) or --artifact (gen.jax)")
+  translator = inference.load(workdir, step)
+  return DemoModel(translator=translator, config=translator.config, workdir=workdir)
+
+
+# ---------------------------------------------------------------------------- the first canvas
+
+def _validation_source(config):
+  """The run's validation split, read only where it already is (never downloaded)."""
+  from pix2pix_jax.data import pipeline
+  d = config.data
+  split = d.eval_split or "val"
+  if d.dataset in pipeline.TFDS_DATASETS:  # prepared TFDS data only: no download, no build
+    from pix2pix_jax.data import tfds_builder
+    return tfds_builder.TfdsSource(f"pix2pix/{d.dataset}", split, data_dir=d.tfds_data_dir or None)
+  return pipeline.get_source(config, split)
+
+
+def initial_canvas(model: DemoModel) -> tuple[np.ndarray, str]:
+  """The canvas to start from: a validation input, or a blank one; and where it came from."""
+  config = model.config
+  if config is not None:
+    try:
+      from pix2pix_jax.data import pipeline
+      source = _validation_source(config)
+      example = source[0]
+      prepared = pipeline.Transform.from_config(config, train=False)(example, None)["A"]
+      pixels = _to_rgb(evaluate.to_uint8(prepared))
+      if model.fixed_hw is None or pixels.shape[:2] == model.fixed_hw:
+        return pixels, f"validation input {example['name']}"
+    except Exception as e:  # pylint: disable=broad-except
+      logging.warning("no validation input for the canvas (%s: %s); starting blank",
+                      type(e).__name__, str(e).splitlines()[0] if str(e) else "")
+  if model.fixed_hw is not None:
+    height, width = model.fixed_hw
+  elif config is not None and "crop" in config.data.preprocess:
+    height = config.data.crop_size
+    width = round(height * config.data.aspect_ratio) if "resize" in config.data.preprocess \
+        else height
+  else:
+    height = width = model.crop_size
+  m = model.size_multiple
+  height, width = max(m, round(height / m) * m), max(m, round(width / m) * m)
+  palette = palette_for(config)
+  fill = palette.colours[0] if palette.kind == "labels" else (255, 255, 255)
+  return np.full((height, width, 3), fill, np.uint8), "blank canvas"
+
+
+# ---------------------------------------------------------------------------- one request
+
+@dataclasses.dataclass
+class Result:
+  network_input: np.ndarray  # (H, W, 3) uint8, what the generator saw
+  output: np.ndarray  # (H, W, 3) uint8
+  heatmap: np.ndarray | None  # (H, W, 3) uint8 overlay on the output, when asked
+  seconds: float
+
+
+def run(model: DemoModel, palette: Palette, composite: np.ndarray, background: np.ndarray | None,
+        mode: str, seed: int, heatmap: bool = False) -> Result:
+  """Snap strokes, translate, and optionally colour the discriminator's opinion."""
+  start = time.perf_counter()
+  network_input = snap_strokes(composite, background, palette)
+  output = model.translate(network_input, mode, seed)
+  overlay = None
+  if heatmap:
+    from pix2pix_jax import report  # matplotlib's colour maps
+    heat = model.heatmap(network_input, output, mode)
+    overlay = report.heatmap_tiles(heat[None], output[None])[0]
+  return Result(network_input, output, overlay, time.perf_counter() - start)
+
+
+def warm_up(model: DemoModel, pixels: np.ndarray) -> float:
+  """Compiles the generator for the canvas in every mode before the page opens; seconds."""
+  start = time.perf_counter()
+  for mode in model.modes:
+    model.translate(pixels, mode, model.default_seed)
+  return time.perf_counter() - start
+
+
+def serve(workdir: str | None = None, step: int | None = None, artifact: str | None = None,
+          host: str = DEFAULT_HOST, port: int = DEFAULT_PORT) -> None:
+  """Loads the model, compiles it, and serves the page until interrupted (launch.py)."""
+  from pix2pix_jax import demo_app
+  model = load_model(workdir, step, artifact)
+  app = demo_app.build_app(model)
+  demo_app.launch(app, host=host, port=port, block=True)
