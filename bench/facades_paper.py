@@ -61,6 +61,7 @@ def build_config(args, run_plan: dict):
   config.eval_every_steps = every
   config.checkpoint_every_steps = 1000
   config.eval_batch_size = 1  # the authors test at batch 1 (paper mode: one image's statistics)
+  config.num_test = 0  # all 100 val images (not their test.py's first 50)
   config.eval_mode = "paper"
   return config
 

@@ -57,6 +57,7 @@ def build_config(args):
   config.eval_every_steps = 500
   config.checkpoint_every_steps = 400
   config.eval_batch_size = 1  # the authors test at batch 1: paper-mode BN uses one image
+  config.num_test = 0  # all 100 val images (not their test.py's first 50)
   config.tensorboard = True
   return config
 

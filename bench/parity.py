@@ -17,7 +17,9 @@ val images at the end (eval mode: running averages, no dropout; paper mode: drop
 statistics). A second, shorter run without dropout starts the two identical up to float32
 round-off and shows how fast the game amplifies it.
 
-Writes docs/parity.png and docs/parity.md with --update_docs, else only prints the numbers.
+Writes docs/parity.png and the part of docs/parity.md below its `GENERATED_MARKER` with
+--update_docs (the list of deliberate differences above it is kept), else only prints the
+numbers.
 Needs torch (pip install '.[torch]') and the facades at ../shared/data/facades.
 """
 
@@ -247,9 +249,19 @@ def _distance_table(distances) -> list[str]:
           "| distance | " + " | ".join(f"{d:.3g}" for _, d in distances) + " |"]
 
 
+# docs/parity.md: hand-written above this line, written by `write_markdown` below it.
+GENERATED_MARKER = "<!-- Everything below is written by bench/parity.py --update_docs. -->"
+
+
 def write_markdown(path: pathlib.Path, args, summary: dict, png_name: str) -> None:
+  """Replaces what follows `GENERATED_MARKER` in `path` with this run's tables."""
+  text = path.read_text() if path.exists() else ""
+  head = text[:text.index(GENERATED_MARKER)] if GENERATED_MARKER in text else ""
   lines = [
-      "# Training parity with the authors' PyTorch code",
+      head.rstrip() + "\n" if head.strip() else "",
+      GENERATED_MARKER,
+      "",
+      "## Training side by side with the authors' PyTorch code",
       "",
       "Produced by `python -m bench.parity "
       + " ".join(summary["argv"]) + "`: both implementations start from the same weights "
@@ -266,11 +278,11 @@ def write_markdown(path: pathlib.Path, args, summary: dict, png_name: str) -> No
       "",
       f"![loss curves]({png_name})",
       "",
-      "## Losses, averaged over windows of steps",
+      "### Losses, averaged over windows of steps",
       "",
       *_window_table(summary["windows"]),
       "",
-      "## Validation L1 after training (100 val images, output vs photo, [-1, 1] scale)",
+      "### Validation L1 after training (100 val images, output vs photo, [-1, 1] scale)",
       "",
       "| impl | eval mode (running stats, no dropout) | paper mode (batch stats, dropout) |",
       "|---|---|---|",
@@ -280,7 +292,7 @@ def write_markdown(path: pathlib.Path, args, summary: dict, png_name: str) -> No
                  f"{summary['val_l1'][impl]['paper']:.4f} |")
   lines += [
       "",
-      "## Distance between the two generators' weights",
+      "### Distance between the two generators' weights",
       "",
       "‖θ_jax − θ_torch‖ / ‖θ_torch − θ₀‖: 0 means identical trajectories; two unrelated runs "
       "that moved equally far from the shared start would give about 1.4. With dropout the two "
@@ -302,7 +314,7 @@ def write_markdown(path: pathlib.Path, args, summary: dict, png_name: str) -> No
   nd = summary.get("no_dropout")
   if nd:
     lines += [
-        f"## Without dropout ({nd['steps']} steps)",
+        f"### Without dropout ({nd['steps']} steps)",
         "",
         "Dropout off in both, everything else equal: the two trajectories start identical up "
         "to float32 round-off, which the adversarial game then amplifies.",

@@ -25,6 +25,9 @@ def get_config() -> ml_collections.ConfigDict:
   data.no_flip = False  # the paper flips horizontally at random
   data.train_split = "train"
   data.eval_split = "val"
+  # At most this many files per split, the first in the authors' file order (their
+  # --max_dataset_size; 0 = all). Training, evaluation and sample splits alike, as theirs.
+  data.max_dataset_size = 0
   data.num_synthetic = 400  # examples in the synthetic dataset (same count as facades train)
   data.num_threads = 2  # decoding/augmentation threads per process
   data.prefetch = 4  # batches prefetched per process
@@ -36,13 +39,18 @@ def get_config() -> ml_collections.ConfigDict:
   model.num_downs = 8  # only for generator="unet"
   model.ngf = 64  # generator base width
   model.discriminator = "basic"  # basic (70×70 PatchGAN) | n_layers | pixel
-  model.n_layers_d = 3  # only for discriminator="n_layers"
+  model.n_layers_d = 3  # only for discriminator="n_layers"; 0 keeps the stride-1 level, as theirs
   model.ndf = 64  # discriminator base width
   model.norm = "batch"  # batch | instance | none
   model.use_dropout = True
   model.dropout_rate = 0.5
   model.input_nc = 3  # channels of the input image (1 = grayscale)
   model.output_nc = 3  # channels of the output image
+  # Initial weights, the authors' --init_type / --init_gain: conv weights normal N(0, gain) |
+  # xavier (xavier_normal_, gain) | kaiming (kaiming_normal_ fan_in, gain unused) | orthogonal
+  # (gain); BatchNorm scale N(1, gain) and biases 0 for every type.
+  model.init_type = "normal"
+  model.init_gain = 0.02
   # How convolutions run (same function, parameters and checkpoints whichever): auto = XLA's own
   # convolutions when lowered for GPU/TPU, the CPU formulations when lowered for CPU; xla =
   # XLA's everywhere (the reference); cpu_tuned = the CPU formulations everywhere.
@@ -52,7 +60,10 @@ def get_config() -> ml_collections.ConfigDict:
   config.loss = loss = ml_collections.ConfigDict()
   loss.gan_mode = "vanilla"  # vanilla (BCE, the paper) | lsgan | wgangp
   loss.lambda_l1 = 100.0
-  loss.lambda_gp = 10.0  # only for wgangp
+  # WGAN-GP penalty weight (gan_mode="wgangp" only). 0, because the authors' Pix2PixModel with
+  # --gan_mode wgangp never calls their cal_gradient_penalty: the default reproduces their
+  # training exactly. 10 (Gulrajani et al., and their function's default) adds their penalty.
+  loss.lambda_gp = 0.0
 
   # ---- Optimiser and schedule (in epochs, as the authors count)
   config.optim = optim = ml_collections.ConfigDict()
@@ -77,6 +88,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.eval_every_steps = 0  # periodic L1/PSNR/SSIM on data.eval_split
   config.eval_mode = "paper"  # paper (dropout on, batch statistics) | eval (running averages)
   config.eval_batch_size = 1
+  # --mode=eval: the first this many images of the split in the authors' file order, as their
+  # test.py --num_test (0 = all). Periodic evaluation during training uses the whole split.
+  config.num_test = 50
   config.checkpoint_every_steps = 5000
   config.max_to_keep = 3  # newest checkpoints kept
   config.keep_every_steps = 0  # additionally keep every checkpoint at a multiple of this

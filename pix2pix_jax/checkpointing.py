@@ -32,6 +32,11 @@ from pix2pix_jax import atomic
 
 # Config sections whose change makes a checkpoint unusable (shapes or meaning of the state).
 STRUCTURAL_KEYS = ("model",)
+# Keys of those sections that do not change what a checkpoint holds, so they may differ (or be
+# absent from configs saved before they existed): how convolutions are computed (runs and
+# checkpoints are interchangeable between impls) and how the initial weights were drawn (a
+# checkpoint has its own).
+NON_STRUCTURAL_KEYS = ("model.conv_impl", "model.init_type", "model.init_gain")
 # Files every complete step has, relative to the step directory.
 REQUIRED_FILES = ("_CHECKPOINT_METADATA", "state/_METADATA")
 # Config key marking a checkpoint imported from other weights (no data-iterator position).
@@ -55,15 +60,10 @@ def _flatten(d: dict, prefix: str = "") -> dict[str, Any]:
   return out
 
 
-# Keys of the compared sections that change how a model is computed, not what it is: runs,
-# parameters and checkpoints are interchangeable between their values.
-NON_STRUCTURAL_KEYS = ("model.conv_impl",)
-
-
 def config_differences(saved: dict, current: dict, sections=STRUCTURAL_KEYS) -> list[str]:
   """Lines `key: saved → current` for every key of `sections` (None: all keys) that differs.
 
-  `NON_STRUCTURAL_KEYS` (e.g. `model.conv_impl`) never count as a difference.
+  The structural comparison (`sections` given) leaves out `NON_STRUCTURAL_KEYS`.
   """
   if sections is None:
     a, b = _flatten(saved), _flatten(current)
@@ -72,12 +72,14 @@ def config_differences(saved: dict, current: dict, sections=STRUCTURAL_KEYS) -> 
     for section in sections:
       a.update(_flatten(saved.get(section, {}), section + "."))
       b.update(_flatten(current.get(section, {}), section + "."))
+    for key in NON_STRUCTURAL_KEYS:
+      a.pop(key, None)
+      b.pop(key, None)
   missing = object()
   show = lambda v: "(absent)" if v is missing else repr(v)
   return [f"  {key}: checkpoint has {show(a.get(key, missing))}, config has "
           f"{show(b.get(key, missing))}"
-          for key in sorted(set(a) | set(b))
-          if key not in NON_STRUCTURAL_KEYS and a.get(key, missing) != b.get(key, missing)]
+          for key in sorted(set(a) | set(b)) if a.get(key, missing) != b.get(key, missing)]
 
 
 def check_same_model(saved: dict, current: dict, what: str,

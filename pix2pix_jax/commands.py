@@ -116,7 +116,13 @@ def run_eval(config, workdir: str, step: int | None = None, split: str | None = 
         grid["out"].append(outputs[j])
 
   t0 = time.perf_counter()
-  batches = pipeline.eval_batches(config, source, config.eval_batch_size)
+  # The authors' test.py: the first num_test files in their order (configs saved before
+  # num_test existed evaluate the whole split, as then).
+  num_test = config.get("num_test", 0)
+  if not isinstance(num_test, int) or num_test < 0:
+    raise ValueError(f"config.num_test must be an integer >= 0 (0 = the whole split), got "
+                     f"{num_test!r}; e.g. --config.num_test=50")
+  batches = pipeline.eval_batches(config, source, config.eval_batch_size, limit=num_test)
   result = evaluate.evaluate(built.generator, weights.g_params, weights.g_batch_stats, batches,
                              seed=config.seed, mode=mode, on_batch=on_batch)
   seconds = time.perf_counter() - t0

@@ -1,4 +1,4 @@
-"""Import of the authors' PyTorch checkpoints: `latest_net_G.pth` → Flax variables.
+"""Import (and export) of the authors' PyTorch checkpoints: `latest_net_G.pth` ↔ Flax variables.
 
 The key mapping is derived from the network's structure, not written out per architecture: a
 *layout* walks the authors' module tree (nested U-Net skip blocks, the flat ResNet / PatchGAN
@@ -126,13 +126,15 @@ def resnet_layout(n_blocks: int, norm: str, use_dropout: bool,
 
 
 def patchgan_layout(n_layers: int, norm: str) -> list[LayerMap]:
-  """The authors' `NLayerDiscriminator.model`: [conv, LReLU] [conv, norm, LReLU]×n [conv]."""
+  """The authors' `NLayerDiscriminator.model`: [conv, LReLU] [conv, norm, LReLU]×L [conv] with
+  L = max(n_layers, 1) (their stride-1 level is there for n_layers=0 too)."""
+  last = max(n_layers, 1)
   out = [LayerMap("model.0", ("conv_0",), "conv")]
-  for i in range(1, n_layers + 1):
+  for i in range(1, last + 1):
     idx = 2 + 3 * (i - 1)
     out += [LayerMap(f"model.{idx}", (f"conv_{i}",), "conv"),
             *_norm(norm, f"model.{idx + 1}", (f"norm_{i}",))]
-  out.append(LayerMap(f"model.{2 + 3 * n_layers}", (f"conv_{n_layers + 1}",), "conv"))
+  out.append(LayerMap(f"model.{2 + 3 * last}", (f"conv_{last + 1}",), "conv"))
   return out
 
 
@@ -179,7 +181,7 @@ def _probe_size(module: nn.Module) -> int:
   if isinstance(module, models.ResnetGenerator):
     return 16
   if isinstance(module, models.PatchDiscriminator):
-    return 4 * 2**module.n_layers
+    return 4 * 2**max(module.n_layers, 1)
   return 4
 
 
@@ -306,6 +308,82 @@ def torch_state_dict_to_flax(state_dict: Mapping[str, Any], config,
   """
   module, in_channels = _network(config, network)
   return state_dict_to_variables(state_dict, module, in_channels)
+
+
+# Flax → torch (the authors' layout, e.g. to compare or to run their code on our weights)
+
+StateDict = "collections.OrderedDict[str, np.ndarray]"
+
+
+def variables_to_state_dict(variables: Mapping[str, Any], module: nn.Module, in_channels: int,
+                            num_batches_tracked: int = 0) -> StateDict:
+  """The reverse: Flax variables → the authors' state dict (numpy arrays, torch key order).
+
+  `num_batches_tracked` (unused by the authors' fixed-momentum BatchNorm) is written as given.
+  Wrap the values with `torch.from_numpy` to `load_state_dict` them.
+  """
+  flat_abstract = traverse_util.flatten_dict(abstract_variables(module, in_channels))
+  flat = traverse_util.flatten_dict({"params": variables.get("params", {}),
+                                     "batch_stats": variables.get("batch_stats", {})})
+  extra = set(flat) - set(flat_abstract)
+  if extra:
+    raise ConversionError(f"unexpected Flax variable {'/'.join(min(extra))} for {describe(module)}")
+  out = collections.OrderedDict()
+  for entry in module_layout(module):
+    for key, _, path, flax_shape in _pairs(entry, flat_abstract):
+      if flax_shape is None:
+        continue
+      if path not in flat:
+        raise ConversionError(f"missing Flax variable {'/'.join(path)} for {describe(module)}")
+      value = np.asarray(flat[path], np.float32)
+      if value.shape != flax_shape:
+        raise ConversionError(f"Flax variable {'/'.join(path)} has shape {value.shape}, "
+                              f"expected {flax_shape} for {describe(module)}")
+      if path[-1] == "kernel":
+        value = value.transpose((3, 2, 0, 1) if entry.kind == "conv" else (2, 3, 0, 1))
+      out[key] = np.array(value, np.float32, order="C")  # a writable copy
+    if entry.kind == "batch_norm":
+      out[f"{entry.torch_prefix}.num_batches_tracked"] = np.asarray(num_batches_tracked,
+                                                                    np.int64)
+  return out
+
+
+def _network(config, network: str) -> tuple[nn.Module, int]:
+  m = config.model
+  if network == "generator":
+    return models.make_generator(config), m.input_nc
+  if network == "discriminator":
+    return models.make_discriminator(config), m.input_nc + m.output_nc
+  raise ValueError(f"unknown network {network!r}; choose one of {NETWORKS}")
+
+
+def torch_state_dict_to_flax(state_dict: Mapping[str, Any], config,
+                             network: str = "generator") -> dict[str, Any]:
+  """The authors' `net_G` / `net_D` state dict → {'params', 'batch_stats'} for `config.model`.
+
+  `network` is 'generator' (input_nc channels in) or 'discriminator' (input_nc + output_nc).
+  """
+  module, in_channels = _network(config, network)
+  return state_dict_to_variables(state_dict, module, in_channels)
+
+
+def flax_to_torch_state_dict(variables: Mapping[str, Any], config, network: str = "generator",
+                             num_batches_tracked: int = 0) -> StateDict:
+  """{'params', 'batch_stats'} for `config.model` → the authors' state dict (numpy values)."""
+  module, in_channels = _network(config, network)
+  return variables_to_state_dict(variables, module, in_channels, num_batches_tracked)
+
+
+def load_torch_state_dict(path: str) -> dict[str, Any]:
+  """Reads a `.pth` state dict on the CPU without executing pickled code (torch required)."""
+  try:
+    import torch
+  except ImportError as e:
+    raise ImportError("reading .pth files needs PyTorch: pip install 'pix2pix-jax[torch]'") from e
+  state_dict = torch.load(path, map_location="cpu", weights_only=True)
+  if not isinstance(state_dict, Mapping):
+    raise ConversionError(f"{path} holds a {type(state_dict).__name__}, not a state dict")
+  return dict(state_dict)
 
 
 def load_torch_state_dict(path: str) -> dict[str, Any]:

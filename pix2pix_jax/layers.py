@@ -14,6 +14,7 @@ updates its running variance with the *unbiased* one (momentum 0.1 in PyTorch's 
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any, Callable
 
@@ -25,20 +26,50 @@ from pix2pix_jax import kernels
 
 Dtype = Any
 
-# The authors' init_weights('normal', 0.02): conv weights N(0, 0.02), biases 0, BatchNorm scale
-# N(1, 0.02) and shift 0.
-def conv_init(key, shape, dtype=jnp.float32):
-  """N(0, 0.02), drawn flat and reshaped.
+# The authors' init_weights(init_type, init_gain) (models/networks.py): conv weights drawn by
+# init_type, conv biases 0, BatchNorm scale N(1, init_gain) and shift 0. Their default, and ours:
+# normal with gain 0.02.
+INIT_TYPES = ("normal", "xavier", "kaiming", "orthogonal")
 
-  With JAX's partitionable threefry the values equal `nn.initializers.normal(0.02)` bit for bit
-  (tests/test_models.py checks it), but XLA:CPU compiles the one-dimensional draw about three
-  times faster than the 4-D one, which is most of the initialisation's compile time.
+
+def kernel_init(init_type: str = "normal", gain: float = 0.02, transposed: bool = False):
+  """The authors' `init_weights` for a conv kernel stored (kh, kw, Cin, Cout).
+
+  Fans are PyTorch's, taken on the authors' weight layout: (Cout, Cin, kh, kw) for a conv,
+  (Cin, Cout, kh, kw) for a transposed conv, whose fan-in is therefore Cout·kh·kw.
+  normal: N(0, gain); xavier: `xavier_normal_(gain)`, std
+  gain·sqrt(2 / (fan_in + fan_out)); kaiming: `kaiming_normal_(a=0, mode='fan_in')`, std
+  sqrt(2 / fan_in) (gain unused, as theirs); orthogonal: `orthogonal_(gain)` of the weight
+  flattened to (its first dimension, the rest).
+
+  The normal draws are flat and reshaped: with JAX's partitionable threefry the values equal
+  `nn.initializers.normal(std)` bit for bit (tests/test_models.py checks it), but XLA:CPU
+  compiles the one-dimensional draw about three times faster than the 4-D one, which is most
+  of the initialisation's compile time.
   """
-  return 0.02 * jax.random.normal(key, (math.prod(shape),), dtype).reshape(shape)
+  if init_type not in INIT_TYPES:
+    raise ValueError(f"unknown model.init_type {init_type!r}; choose one of {INIT_TYPES}")
+
+  def init(key, shape, dtype=jnp.float32):
+    if init_type == "orthogonal":
+      # torch's first weight dimension is the column axis of JAX's orthogonal initialiser.
+      return nn.initializers.orthogonal(gain, column_axis=2 if transposed else 3)(
+          key, shape, dtype)
+    *window, cin, cout = shape
+    first, second = (cin, cout) if transposed else (cout, cin)  # torch's dims 0 and 1
+    fan_in, fan_out = second * math.prod(window), first * math.prod(window)
+    std = {"normal": gain, "xavier": gain * math.sqrt(2.0 / (fan_in + fan_out)),
+           "kaiming": math.sqrt(2.0 / fan_in)}[init_type]
+    return std * jax.random.normal(key, (math.prod(shape),), dtype).reshape(shape)
+
+  return init
 
 
-def bn_scale_init(key, shape, dtype=jnp.float32):
-  return 1.0 + 0.02 * jax.random.normal(key, shape, dtype)
+conv_init = kernel_init()  # the default, N(0, 0.02)
+
+
+def bn_scale_init(key, shape, dtype=jnp.float32, gain: float = 0.02):
+  return 1.0 + gain * jax.random.normal(key, shape, dtype)
 
 
 class Conv4x4(nn.Module):
@@ -48,11 +79,14 @@ class Conv4x4(nn.Module):
   use_bias: bool = True
   dtype: Dtype = jnp.float32
   conv_impl: str = "auto"  # see kernels: auto | xla | cpu_tuned
+  init_type: str = "normal"
+  init_gain: float = 0.02
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
     cin = x.shape[-1]
-    kernel = self.param("kernel", conv_init, (4, 4, cin, self.features), jnp.float32)
+    kernel = self.param("kernel", kernel_init(self.init_type, self.init_gain),
+                        (4, 4, cin, self.features), jnp.float32)
     y = kernels.conv4x4(x.astype(self.dtype), kernel.astype(self.dtype), self.strides,
                         self.conv_impl)
     if self.use_bias:
@@ -70,11 +104,14 @@ class ConvTranspose4x4(nn.Module):
   use_bias: bool = True
   dtype: Dtype = jnp.float32
   conv_impl: str = "auto"
+  init_type: str = "normal"
+  init_gain: float = 0.02
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
     cin = x.shape[-1]
-    kernel = self.param("kernel", conv_init, (4, 4, cin, self.features), jnp.float32)
+    kernel = self.param("kernel", kernel_init(self.init_type, self.init_gain, transposed=True),
+                        (4, 4, cin, self.features), jnp.float32)
     y = kernels.conv_transpose4x4(x.astype(self.dtype), kernel.astype(self.dtype),
                                   self.conv_impl)
     if self.use_bias:
@@ -87,10 +124,13 @@ class Conv1x1(nn.Module):
   features: int
   use_bias: bool = True
   dtype: Dtype = jnp.float32
+  init_type: str = "normal"
+  init_gain: float = 0.02
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
-    kernel = self.param("kernel", conv_init, (1, 1, x.shape[-1], self.features), jnp.float32)
+    kernel = self.param("kernel", kernel_init(self.init_type, self.init_gain),
+                        (1, 1, x.shape[-1], self.features), jnp.float32)
     y = kernels.dense(x.astype(self.dtype), kernel[0, 0].astype(self.dtype))
     if self.use_bias:
       y = y + self.param("bias", nn.initializers.zeros, (self.features,), jnp.float32)
@@ -107,11 +147,13 @@ class BatchNorm(nn.Module):
   momentum: float = 0.1
   epsilon: float = 1e-5
   dtype: Dtype = jnp.float32
+  init_gain: float = 0.02  # scale drawn from N(1, init_gain), as the authors' init_weights
 
   @nn.compact
   def __call__(self, x: jax.Array, use_running_average: bool) -> jax.Array:
     c = x.shape[-1]
-    scale = self.param("scale", bn_scale_init, (c,), jnp.float32)
+    scale = self.param("scale", functools.partial(bn_scale_init, gain=self.init_gain), (c,),
+                       jnp.float32)
     bias = self.param("bias", nn.initializers.zeros, (c,), jnp.float32)
     ra_mean = self.variable("batch_stats", "mean", lambda: jnp.zeros((c,), jnp.float32))
     ra_var = self.variable("batch_stats", "var", lambda: jnp.ones((c,), jnp.float32))
@@ -159,10 +201,12 @@ NORMS: dict[str, Callable[..., nn.Module]] = {
 }
 
 
-def norm_layer(norm: str, dtype: Dtype, name: str) -> nn.Module:
+def norm_layer(norm: str, dtype: Dtype, name: str, init_gain: float = 0.02) -> nn.Module:
   if norm not in NORMS:
     raise ValueError(f"unknown norm {norm!r}; choose one of {sorted(NORMS)}")
-  return NORMS[norm](dtype=dtype, name=name) if norm != "none" else Identity(name=name)
+  if norm == "batch":
+    return BatchNorm(dtype=dtype, name=name, init_gain=init_gain)
+  return InstanceNorm(dtype=dtype, name=name) if norm == "instance" else Identity(name=name)
 
 
 def conv_bias(norm: str) -> bool:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
@@ -42,15 +42,23 @@ def real_accuracy(logits: jax.Array, target_is_real: bool, gan_mode: str) -> jax
   return jnp.mean(says_real if target_is_real else ~says_real)
 
 
-def gradient_penalty(critic: Callable[[jax.Array], jax.Array], real: jax.Array,
-                     fake: jax.Array, key: jax.Array) -> jax.Array:
-  """WGAN-GP penalty (Gulrajani et al. 2017), the authors' `cal_gradient_penalty('mixed')`.
+def gradient_penalty(critic: Callable[[jax.Array], tuple[jax.Array, Any]], real: jax.Array,
+                     fake: jax.Array, alpha: jax.Array) -> tuple[jax.Array, Any]:
+  """WGAN-GP penalty (Gulrajani et al. 2017) as the authors' `cal_gradient_penalty('mixed')`,
+  before its λ.
 
-  E[(‖∇ D(x̂)‖₂ - 1)²] at x̂ = α·real + (1-α)·fake with α ~ U(0, 1) per example. The caller
-  multiplies by λ_GP.
+  mean over examples of (‖∇ₓ Σ D(x̂) + 1e-16‖₂ - 1)² at x̂ = α·real + (1-α)·fake, one α per
+  example (`alpha`, shape (N,)), the gradient taken over every element of x̂ (for pix2pix: all
+  channels of the (input, output) pair) and 1e-16 added to each of its elements inside the norm,
+  as theirs. `critic(x)` returns (D's outputs, aux); returns (penalty, aux).
   """
-  alpha = jax.random.uniform(key, (real.shape[0],) + (1,) * (real.ndim - 1), real.dtype)
+  alpha = alpha.astype(real.dtype).reshape((-1,) + (1,) * (real.ndim - 1))
   interpolates = alpha * real + (1.0 - alpha) * fake
-  grads = jax.grad(lambda x: jnp.sum(critic(x)))(interpolates)
-  norms = jnp.sqrt(jnp.sum(jnp.square(grads.reshape(grads.shape[0], -1)), axis=1) + 1e-16)
-  return jnp.mean(jnp.square(norms - 1.0))
+
+  def summed(x):
+    outputs, aux = critic(x)
+    return jnp.sum(outputs), aux
+
+  grads, aux = jax.grad(summed, has_aux=True)(interpolates)
+  norms = jnp.linalg.norm(grads.reshape(grads.shape[0], -1) + 1e-16, axis=1)
+  return jnp.mean(jnp.square(norms - 1.0)), aux

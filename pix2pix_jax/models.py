@@ -44,6 +44,8 @@ class UNetGenerator(nn.Module):
   use_dropout: bool = True
   dropout_rate: float = 0.5
   dtype: Dtype = jnp.float32
+  init_type: str = "normal"  # the authors' --init_type / --init_gain (layers.kernel_init)
+  init_gain: float = 0.02
   conv_impl: str = "auto"  # how convolutions run: auto | xla | cpu_tuned (see kernels)
 
   @nn.compact
@@ -58,17 +60,16 @@ class UNetGenerator(nn.Module):
           f"{x.shape[1]}×{x.shape[2]} (resize or crop the input, or lower num_downs)")
     widths = [self.ngf * min(2**i, 8) for i in range(n)]
     use_bias = layers.conv_bias(self.norm)
-    norm = functools.partial(layers.norm_layer, self.norm, self.dtype)
-    down = functools.partial(layers.Conv4x4, strides=2, dtype=self.dtype,
-                             conv_impl=self.conv_impl)
-    up = functools.partial(layers.ConvTranspose4x4, dtype=self.dtype, conv_impl=self.conv_impl)
+    init = dict(init_type=self.init_type, init_gain=self.init_gain, conv_impl=self.conv_impl)
+    norm = functools.partial(layers.norm_layer, self.norm, self.dtype, init_gain=self.init_gain)
 
     h = x.astype(self.dtype)
     skips = []
     for i in range(n):
       if i > 0:
         h = _leaky_relu(h)
-      h = down(widths[i], use_bias=use_bias, name=f"down_{i}")(h)
+      h = layers.Conv4x4(widths[i], strides=2, use_bias=use_bias, dtype=self.dtype, **init,
+                         name=f"down_{i}")(h)
       if 0 < i < n - 1:
         h = norm(name=f"down_{i}_norm")(h, use_running_average=not train)
       skips.append(h)
@@ -76,9 +77,11 @@ class UNetGenerator(nn.Module):
     for i in reversed(range(n)):
       h = nn.relu(h)
       if i == 0:
-        h = up(self.output_nc, use_bias=True, name="up_0")(h)
+        h = layers.ConvTranspose4x4(self.output_nc, use_bias=True, dtype=self.dtype, **init,
+                                    name="up_0")(h)
         return jnp.tanh(h.astype(jnp.float32))
-      h = up(widths[i - 1], use_bias=use_bias, name=f"up_{i}")(h)
+      h = layers.ConvTranspose4x4(widths[i - 1], use_bias=use_bias, dtype=self.dtype, **init,
+                                  name=f"up_{i}")(h)
       h = norm(name=f"up_{i}_norm")(h, use_running_average=not train)
       if self.use_dropout and 4 <= i <= n - 2:
         h = nn.Dropout(self.dropout_rate, deterministic=not train)(h)
@@ -89,30 +92,39 @@ class UNetGenerator(nn.Module):
 class PatchDiscriminator(nn.Module):
   """The authors' `NLayerDiscriminator` (PatchGAN): logits for overlapping patches.
 
-  With n_layers=3 each output sees a 70×70 input patch and a 256-px input gives 30×30 logits.
+  A stride-2 conv without norm, n_layers - 1 stride-2 convs with norm, one stride-1 conv with
+  norm (present for every n_layers, 0 included, as theirs) and a stride-1 conv to one logit.
+  Layers are named conv_0 … conv_L+1 with L = max(n_layers, 1). With n_layers=3 each output sees
+  a 70×70 input patch and a 256-px input gives 30×30 logits.
   Returns logits of shape (N, h, w) — no sigmoid (the loss applies it).
   """
   ndf: int = 64
   n_layers: int = 3
   norm: str = "batch"
   dtype: Dtype = jnp.float32
+  init_type: str = "normal"
+  init_gain: float = 0.02
   conv_impl: str = "auto"
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+    if self.n_layers < 0:
+      raise ValueError(f"model.n_layers_d must be >= 0, got {self.n_layers}")
     use_bias = layers.conv_bias(self.norm)
-    norm = functools.partial(layers.norm_layer, self.norm, self.dtype)
-    conv = functools.partial(layers.Conv4x4, dtype=self.dtype, conv_impl=self.conv_impl)
+    init = dict(init_type=self.init_type, init_gain=self.init_gain, conv_impl=self.conv_impl)
+    norm = functools.partial(layers.norm_layer, self.norm, self.dtype, init_gain=self.init_gain)
+    conv = functools.partial(layers.Conv4x4, dtype=self.dtype, **init)
     h = conv(self.ndf, strides=2, use_bias=True, name="conv_0")(x.astype(self.dtype))
     h = _leaky_relu(h)
-    mult = 1
-    for i in range(1, self.n_layers + 1):
-      mult = min(2**i, 8)
-      strides = 2 if i < self.n_layers else 1
-      h = conv(self.ndf * mult, strides=strides, use_bias=use_bias, name=f"conv_{i}")(h)
-      h = norm(name=f"norm_{i}")(h, use_running_average=not train)
-      h = _leaky_relu(h)
-    h = conv(1, strides=1, use_bias=True, name=f"conv_{self.n_layers + 1}")(h)
+    for i in range(1, self.n_layers):  # stride 2, width doubling up to 8·ndf
+      h = conv(self.ndf * min(2**i, 8), strides=2, use_bias=use_bias, name=f"conv_{i}")(h)
+      h = _leaky_relu(norm(name=f"norm_{i}")(h, use_running_average=not train))
+    # The stride-1 level the authors add after their loop, for every n_layers.
+    last = max(self.n_layers, 1)
+    h = conv(self.ndf * min(2**self.n_layers, 8), strides=1, use_bias=use_bias,
+             name=f"conv_{last}")(h)
+    h = _leaky_relu(norm(name=f"norm_{last}")(h, use_running_average=not train))
+    h = conv(1, strides=1, use_bias=True, name=f"conv_{last + 1}")(h)
     return h[..., 0].astype(jnp.float32)
 
 
@@ -121,19 +133,22 @@ class PixelDiscriminator(nn.Module):
   ndf: int = 64
   norm: str = "batch"
   dtype: Dtype = jnp.float32
+  init_type: str = "normal"
+  init_gain: float = 0.02
   conv_impl: str = "auto"  # unused: 1×1 convolutions are one matrix product on every backend
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
     use_bias = layers.conv_bias(self.norm)
-    h = layers.Conv1x1(self.ndf, use_bias=True, dtype=self.dtype, name="conv_0")(
-        x.astype(self.dtype))
+    conv = functools.partial(layers.Conv1x1, dtype=self.dtype, init_type=self.init_type,
+                             init_gain=self.init_gain)
+    h = conv(self.ndf, use_bias=True, name="conv_0")(x.astype(self.dtype))
     h = _leaky_relu(h)
-    h = layers.Conv1x1(2 * self.ndf, use_bias=use_bias, dtype=self.dtype, name="conv_1")(h)
-    h = layers.norm_layer(self.norm, self.dtype, name="norm_1")(
+    h = conv(2 * self.ndf, use_bias=use_bias, name="conv_1")(h)
+    h = layers.norm_layer(self.norm, self.dtype, name="norm_1", init_gain=self.init_gain)(
         h, use_running_average=not train)
     h = _leaky_relu(h)
-    h = layers.Conv1x1(1, use_bias=use_bias, dtype=self.dtype, name="conv_2")(h)
+    h = conv(1, use_bias=use_bias, name="conv_2")(h)
     return h[..., 0].astype(jnp.float32)
 
 
@@ -148,13 +163,22 @@ DISCRIMINATORS = {
 }
 
 
+def init_options(model_config) -> dict[str, Any]:
+  """{init_type, init_gain} of the model config (the authors' defaults where a saved config
+  predates them), checked."""
+  init_type = model_config.get("init_type", "normal")
+  if init_type not in layers.INIT_TYPES:
+    raise ValueError(f"unknown model.init_type {init_type!r}; choose one of {layers.INIT_TYPES}")
+  return dict(init_type=init_type, init_gain=float(model_config.get("init_gain", 0.02)))
+
+
 def make_generator(config, dtype: Dtype = jnp.float32) -> nn.Module:
   """Builds the generator named by `config.model.generator` from the model config."""
   m = config.model
   if m.generator not in GENERATORS:
     raise ValueError(f"unknown generator {m.generator!r}; choose one of {sorted(GENERATORS)}")
   kwargs = dict(output_nc=m.output_nc, ngf=m.ngf, norm=m.norm, use_dropout=m.use_dropout,
-                dropout_rate=m.dropout_rate, dtype=dtype,
+                dropout_rate=m.dropout_rate, dtype=dtype, **init_options(m),
                 conv_impl=kernels.check_impl(m.get("conv_impl", "auto")))
   if m.generator == "unet":
     kwargs["num_downs"] = m.num_downs
@@ -167,7 +191,7 @@ def make_discriminator(config, dtype: Dtype = jnp.float32) -> nn.Module:
   if m.discriminator not in DISCRIMINATORS:
     raise ValueError(f"unknown discriminator {m.discriminator!r}; choose one of "
                      f"{sorted(DISCRIMINATORS)}")
-  kwargs = dict(ndf=m.ndf, norm=m.norm, dtype=dtype,
+  kwargs = dict(ndf=m.ndf, norm=m.norm, dtype=dtype, **init_options(m),
                 conv_impl=kernels.check_impl(m.get("conv_impl", "auto")))
   if m.discriminator == "n_layers":
     kwargs["n_layers"] = m.n_layers_d
@@ -189,6 +213,8 @@ class ResnetBlock(nn.Module):
   dropout_rate: float = 0.5
   padding_type: str = "reflect"
   dtype: Dtype = jnp.float32
+  init_type: str = "normal"
+  init_gain: float = 0.02
   conv_impl: str = "auto"
 
   @nn.compact
@@ -198,8 +224,10 @@ class ResnetBlock(nn.Module):
     for i in range(2):
       h = resnet_layers.pad2d(h, 1, self.padding_type)
       h = resnet_layers.Conv(self.features, 3, use_bias=use_bias, dtype=self.dtype,
-                             conv_impl=self.conv_impl, name=f"conv_{i}")(h)
-      h = layers.norm_layer(self.norm, self.dtype, name=f"norm_{i}")(
+                             init_type=self.init_type, init_gain=self.init_gain,
+                             conv_impl=self.conv_impl,
+                             name=f"conv_{i}")(h)
+      h = layers.norm_layer(self.norm, self.dtype, name=f"norm_{i}", init_gain=self.init_gain)(
           h, use_running_average=not train)
       if i == 0:
         h = nn.relu(h)
@@ -223,6 +251,8 @@ class ResnetGenerator(nn.Module):
   n_blocks: int = 9
   padding_type: str = "reflect"
   dtype: Dtype = jnp.float32
+  init_type: str = "normal"
+  init_gain: float = 0.02
   conv_impl: str = "auto"
 
   @nn.compact
@@ -233,23 +263,22 @@ class ResnetGenerator(nn.Module):
       raise ValueError(f"the ResNet generator needs H and W divisible by 4; got "
                        f"{x.shape[1]}×{x.shape[2]}")
     use_bias = layers.conv_bias(self.norm)
-    norm = functools.partial(layers.norm_layer, self.norm, self.dtype)
-    conv = functools.partial(resnet_layers.Conv, dtype=self.dtype, conv_impl=self.conv_impl)
+    init = dict(init_type=self.init_type, init_gain=self.init_gain, conv_impl=self.conv_impl)
+    norm = functools.partial(layers.norm_layer, self.norm, self.dtype, init_gain=self.init_gain)
+    conv = functools.partial(resnet_layers.Conv, dtype=self.dtype, **init)
 
     h = resnet_layers.pad2d(x.astype(self.dtype), 3, "reflect")
     h = conv(self.ngf, 7, use_bias=use_bias, name="stem")(h)
     h = nn.relu(norm(name="stem_norm")(h, use_running_average=not train))
     for i in (1, 2):
-      h = conv(self.ngf * 2**i, 3, strides=2, padding=1, use_bias=use_bias,
-               name=f"down_{i}")(h)
+      h = conv(self.ngf * 2**i, 3, strides=2, padding=1, use_bias=use_bias, name=f"down_{i}")(h)
       h = nn.relu(norm(name=f"down_{i}_norm")(h, use_running_average=not train))
     for i in range(self.n_blocks):
       h = ResnetBlock(self.ngf * 4, self.norm, self.use_dropout, self.dropout_rate,
-                      self.padding_type, self.dtype, self.conv_impl, name=f"block_{i}")(h, train)
+                      self.padding_type, self.dtype, **init, name=f"block_{i}")(h, train)
     for i in (1, 2):
       h = resnet_layers.ConvTranspose3x3(self.ngf * 2**(2 - i), use_bias=use_bias,
-                                         dtype=self.dtype, conv_impl=self.conv_impl,
-                                         name=f"up_{i}")(h)
+                                         dtype=self.dtype, **init, name=f"up_{i}")(h)
       h = nn.relu(norm(name=f"up_{i}_norm")(h, use_running_average=not train))
     h = resnet_layers.pad2d(h, 3, "reflect")
     h = conv(self.output_nc, 7, use_bias=True, name="out")(h)

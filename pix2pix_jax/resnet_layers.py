@@ -45,12 +45,15 @@ class Conv(nn.Module):
   padding: int = 0
   use_bias: bool = True
   dtype: Dtype = jnp.float32
+  init_type: str = "normal"
+  init_gain: float = 0.02
   conv_impl: str = "auto"  # see kernels: auto | xla | cpu_tuned
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
     k, cin = self.kernel_size, x.shape[-1]
-    kernel = self.param("kernel", layers.conv_init, (k, k, cin, self.features), jnp.float32)
+    kernel = self.param("kernel", layers.kernel_init(self.init_type, self.init_gain),
+                        (k, k, cin, self.features), jnp.float32)
     y = kernels.conv(x.astype(self.dtype), kernel.astype(self.dtype), self.strides,
                      self.padding, self.conv_impl)
     if self.use_bias:
@@ -63,12 +66,15 @@ class ConvTranspose3x3(nn.Module):
   features: int
   use_bias: bool = True
   dtype: Dtype = jnp.float32
+  init_type: str = "normal"
+  init_gain: float = 0.02
   conv_impl: str = "auto"
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
-    kernel = self.param("kernel", layers.conv_init, (3, 3, x.shape[-1], self.features),
-                        jnp.float32)
+    kernel = self.param("kernel", layers.kernel_init(self.init_type, self.init_gain,
+                                                     transposed=True),
+                        (3, 3, x.shape[-1], self.features), jnp.float32)
     y = kernels.conv_transpose3x3(x.astype(self.dtype), kernel.astype(self.dtype),
                                   self.conv_impl)
     if self.use_bias:

@@ -2,11 +2,14 @@
 
 The step follows the authors' `Pix2PixModel.optimize_parameters`:
 1. fake_B = G(real_A), in train mode (batch statistics, dropout).
-2. D update on the detached fake pair and the real pair; loss ½[GAN(D(A, fake), 0) + GAN(D(A, B), 1)].
+2. D update on the detached fake pair and the real pair; loss
+   ½[GAN(D(A, fake), 0) + GAN(D(A, B), 1)] (+ λ_GP times the authors' gradient penalty on the two
+   pairs, for wgangp with λ_GP > 0).
 3. G update through the *updated* D: GAN(D(A, fake), 1) + λ·‖fake_B - real_B‖₁.
-D runs three times in train mode (fake, real, fake), each on its own batch statistics, and its
-running statistics are updated each time, exactly as in PyTorch. G's forward pass is computed once
-and reused for its gradient through `jax.vjp`.
+D runs three times in train mode (fake, real, fake; with the penalty a fourth pass after the real
+one), each on its own batch statistics, and its running statistics are updated each time,
+exactly as in PyTorch. G's forward pass is computed once and reused for its gradient through
+`jax.vjp`.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ Metrics = dict[str, jax.Array]
 def train_step(state: TrainState, batch: dict[str, jax.Array], *, generator: nn.Module,
                discriminator: nn.Module, g_tx: optax.GradientTransformation,
                d_tx: optax.GradientTransformation, gan_mode: str, lambda_l1: float,
-               lambda_gp: float = 10.0) -> tuple[TrainState, Metrics]:
+               lambda_gp: float = 0.0) -> tuple[TrainState, Metrics]:
   """Returns the next state and this step's metrics. Pure: jit it once."""
   real_a, real_b = batch["A"], batch["B"]
   step_key = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
@@ -41,25 +44,29 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], *, generator: nn.
 
   fake_b, g_vjp, g_batch_stats = jax.vjp(g_forward, state.g_params, has_aux=True)
 
-  def d_apply(d_params, d_stats, a, b):
+  def d_apply(d_params, d_stats, pair):
     logits, updates = discriminator.apply(
-        {"params": d_params, "batch_stats": d_stats}, jnp.concatenate([a, b], axis=-1),
-        train=True, mutable=["batch_stats"])
+        {"params": d_params, "batch_stats": d_stats}, pair, train=True, mutable=["batch_stats"])
     return logits, updates.get("batch_stats", {})
 
   # ---- Discriminator update on (real_A, fake_B.detach()) and (real_A, real_B).
-  fake_b_detached = jax.lax.stop_gradient(fake_b)
+  fake_pair = jnp.concatenate([real_a, jax.lax.stop_gradient(fake_b)], axis=-1)
+  real_pair = jnp.concatenate([real_a, real_b], axis=-1)
 
   def d_loss_fn(d_params):
-    pred_fake, stats = d_apply(d_params, state.d_batch_stats, real_a, fake_b_detached)
-    pred_real, stats = d_apply(d_params, stats, real_a, real_b)
+    pred_fake, stats = d_apply(d_params, state.d_batch_stats, fake_pair)
+    pred_real, stats = d_apply(d_params, stats, real_pair)
     d_fake = losses.gan_loss(pred_fake, False, gan_mode)
     d_real = losses.gan_loss(pred_real, True, gan_mode)
     loss = 0.5 * (d_fake + d_real)
-    if gan_mode == "wgangp":
-      # The penalty's critic calls use the statistics after the real pass, not updating them.
-      critic = lambda b: d_apply(d_params, stats, real_a, b)[0]
-      loss = loss + lambda_gp * losses.gradient_penalty(critic, real_b, fake_b_detached, gp_key)
+    if gan_mode == "wgangp" and lambda_gp > 0:
+      # The authors' cal_gradient_penalty on the whole pairs D judges, one α per example. Its D
+      # pass runs in train mode after the real one and updates the running statistics, as a
+      # third netD call does in PyTorch. (Their Pix2PixModel never calls it: λ_GP = 0.)
+      alpha = jax.random.uniform(gp_key, (real_pair.shape[0],))
+      critic = lambda pair: d_apply(d_params, stats, pair)
+      penalty, stats = losses.gradient_penalty(critic, real_pair, fake_pair, alpha)
+      loss = loss + lambda_gp * penalty
     return loss, (pred_real, pred_fake, d_real, d_fake, stats)
 
   d_grads, (pred_real, pred_fake, d_real, d_fake, d_batch_stats) = jax.grad(
@@ -69,7 +76,7 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], *, generator: nn.
 
   # ---- Generator update through the updated discriminator.
   def g_loss_fn(fake):
-    pred, stats = d_apply(d_params, d_batch_stats, real_a, fake)
+    pred, stats = d_apply(d_params, d_batch_stats, jnp.concatenate([real_a, fake], axis=-1))
     g_gan = losses.gan_loss(pred, True, gan_mode)
     g_l1 = lambda_l1 * losses.l1_loss(fake, real_b)
     return g_gan + g_l1, (g_gan, g_l1, stats)
@@ -96,6 +103,9 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], *, generator: nn.
 
 def bind_train_step(config, generator, discriminator, g_tx, d_tx):
   """`train_step` with the static settings of `config` bound (jit the result)."""
+  if config.loss.lambda_gp < 0:
+    raise ValueError(f"loss.lambda_gp must be >= 0 (0 = no gradient penalty), got "
+                     f"{config.loss.lambda_gp}")
   return functools.partial(
       train_step, generator=generator, discriminator=discriminator, g_tx=g_tx, d_tx=d_tx,
       gan_mode=config.loss.gan_mode, lambda_l1=float(config.loss.lambda_l1),

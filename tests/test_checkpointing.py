@@ -182,6 +182,12 @@ def test_resuming_with_a_different_model_shows_the_differences(tmp_path):
   ckpt = _checkpointer(directory, config=longer)
   assert ckpt.restore_latest(_abstract(), _iterator())[1] == 1
   ckpt.close()
+  # Init options only choose the initial weights: a checkpoint saved without them (before they
+  # existed) or with others resumes.
+  reinit = {"model": dict(MODEL["model"], init_type="kaiming", init_gain=0.5)}
+  ckpt = _checkpointer(directory, config=reinit)
+  assert ckpt.restore_latest(_abstract(), _iterator())[1] == 1
+  ckpt.close()
 
 
 def _fail_iterator_save(exception):

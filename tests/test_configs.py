@@ -36,7 +36,7 @@ def test_config_is_valid(name):
 @pytest.mark.parametrize("name,direction,batch,epochs", [
     ("facades", "BtoA", 1, 200), ("maps", "AtoB", 1, 200), ("cityscapes", "BtoA", 1, 200),
     ("edges2shoes", "AtoB", 4, 15), ("edges2handbags", "AtoB", 4, 15),
-    ("night2day", "AtoB", 4, 17)])
+    ("night2day", "BtoA", 4, 17)])  # day → night: the authors' night2day A is night
 def test_paper_settings(name, direction, batch, epochs):
   config = _load(name)
   assert config.data.dataset == name
@@ -52,3 +52,7 @@ def test_default_is_the_paper():
   assert config.loss.gan_mode == "vanilla" and config.model.norm == "batch"
   assert config.model.use_dropout and config.model.dropout_rate == 0.5
   assert not config.data.no_flip and config.eval_mode == "paper"
+  # The authors' options: init_weights('normal', 0.02), --num_test 50, --max_dataset_size inf;
+  # their Pix2PixModel adds no gradient penalty to wgangp.
+  assert (config.model.init_type, config.model.init_gain) == ("normal", 0.02)
+  assert (config.num_test, config.data.max_dataset_size, config.loss.lambda_gp) == (50, 0, 0)

@@ -102,10 +102,12 @@ def test_translator_reproduces_the_evaluated_outputs(cli_eval, trained_run):
 
 
 def test_eval_mode_at_an_older_step(trained_run, translator):
-  config = commands.resolve_config("eval", str(trained_run), tiny_config(eval_mode="eval"),
+  config = commands.resolve_config("eval", str(trained_run), tiny_config(eval_mode="eval", num_test=5),
                                    step=1)
   result = commands.run_eval(config, str(trained_run), step=1)
   assert (result["step"], result["mode"]) == (1, "eval")
+  # num_test: the first files in the authors' order, as their test.py --num_test.
+  assert [r["name"] for r in result["per_image"]] == VAL_NAMES[:5]
   saved = json.loads((trained_run / "eval" / "val_step1_eval.json").read_text())
   assert saved["per_image"] == result["per_image"]
   assert pathlib.Path(result["page"]).is_file()

@@ -27,6 +27,21 @@ def test_basic_patchgan_has_the_authors_parameter_count():
   assert models.count_params(variables["params"]) == 2_768_705
 
 
+@pytest.mark.parametrize("n_layers", [0, 1])
+def test_patchgan_keeps_its_stride_1_level_for_any_n_layers(n_layers):
+  # The authors' NLayerDiscriminator always ends [conv(stride 1) + norm, conv → 1]: with
+  # n_layers 0 and 1 that is conv 6→64 (s2, bias), conv 64→64·2^n (s1) + BN, conv → 1 (bias).
+  d = models.PatchDiscriminator(n_layers=n_layers)
+  variables = _init_shapes(d, (1, 64, 64, 6))
+  width = 64 * 2**n_layers
+  assert models.count_params(variables["params"]) == (
+      16 * 6 * 64 + 64 + 16 * 64 * width + 2 * width + 16 * width + 1)
+  assert sorted(variables["params"]) == ["conv_0", "conv_1", "conv_2", "norm_1"]
+  # One stride-2 conv (64 → 32), then two stride-1 4×4 convs with padding 1 (→ 31 → 30).
+  assert jax.eval_shape(functools.partial(d.apply, train=False), variables,
+                        jnp.zeros((1, 64, 64, 6))).shape == (1, 30, 30)
+
+
 def test_unet_128_parameter_count():
   # unet_128 is unet_256 without one 512→512 level: 4·4·512·512 (down) + 4·4·1024·512 (up)
   # + 2·2·512 (down and up BatchNorm scale and shift) fewer parameters.
@@ -112,6 +127,18 @@ def test_flat_conv_init_draws_the_same_values_as_flax_normal():
   for shape in [(4, 4, 3, 64), (4, 4, 512, 512), (1, 1, 6, 64), (3, 3, 64, 64)]:
     np.testing.assert_array_equal(layers.conv_init(key, shape),
                                   nn.initializers.normal(stddev=0.02)(key, shape))
+    # kaiming and xavier draw the same normals, scaled by Flax's own fan computation: a conv's
+    # fan-in is over (kh, kw, Cin), a transposed conv's over (kh, kw, Cout) as in PyTorch.
+    for transposed, axes in [(False, dict(in_axis=-2, out_axis=-1)),
+                             (True, dict(in_axis=-1, out_axis=-2))]:
+      np.testing.assert_allclose(
+          layers.kernel_init("kaiming", transposed=transposed)(key, shape),
+          nn.initializers.variance_scaling(2.0, "fan_in", "normal", **axes)(key, shape),
+          rtol=1e-6)
+      np.testing.assert_allclose(
+          layers.kernel_init("xavier", 0.5, transposed=transposed)(key, shape),
+          nn.initializers.variance_scaling(0.25, "fan_avg", "normal", **axes)(key, shape),
+          rtol=1e-6)
 
 
 def test_unknown_generator_is_a_clear_error():

@@ -1,8 +1,13 @@
 """The input pipeline: the authors' transforms, determinism, sharding across processes, resume."""
 
+import os
+import pathlib
+
 import numpy as np
 import pytest
+from PIL import Image
 
+from conftest import REAL_FACADES
 from helpers import tiny_config
 from pix2pix_jax.data import pipeline
 
@@ -152,3 +157,92 @@ def test_unknown_dataset_is_a_clear_error():
 def test_folder_dataset_without_data_dir_is_a_clear_error():
   with pytest.raises(ValueError, match="data_dir"):
     pipeline.get_source(tiny_config(**{"data.dataset": "folder"}), "train")
+
+
+# ---- The authors' test protocol: which files, in which order ---------------------------------
+
+# Names whose order differs between natural, stem and path sorting: '10' before '2', upper case
+# before lower case, 'a-1.jpg' before 'a.jpg' ('-' < '.') but 'a.jpg' before 'a_1.jpg'.
+PROTOCOL_NAMES = ["1.jpg", "2.jpg", "10.jpg", "100.png", "11.jpg", "B.jpg", "a.jpg", "a-1.jpg",
+                  "a_1.png", "c.JPG", "img 3.jpg"]
+
+
+def _authors_files(split_dir, num_test=float("inf"), max_dataset_size=float("inf")):
+  """Their data/image_folder.make_dataset, AlignedDataset and test.py loop, written out.
+
+  make_dataset truncates to max_dataset_size in os.walk's order; within a folder that is the
+  file system's listing order, taken here as sorted (as on most file systems for a folder
+  written in one go). AlignedDataset sorts the paths; test.py (batch 1, serial_batches) stops
+  after num_test.
+  """
+  extensions = [".jpg", ".JPG", ".jpeg", ".JPEG", ".png", ".PNG", ".ppm", ".PPM", ".bmp", ".BMP",
+                ".tif", ".TIF", ".tiff", ".TIFF"]
+  images = []
+  for root, _, fnames in sorted(os.walk(split_dir)):
+    for fname in sorted(fnames):
+      if any(fname.endswith(extension) for extension in extensions):
+        images.append(os.path.join(root, fname))
+  paths = sorted(images[:min(max_dataset_size, len(images))])
+  return [pathlib.Path(p).stem for i, p in enumerate(paths) if i < num_test]
+
+
+def _write_aligned(folder, names):
+  folder.mkdir(parents=True)
+  rng = np.random.default_rng(0)
+  for name in names:
+    Image.fromarray(rng.integers(0, 256, (8, 16, 3), dtype=np.uint8)).save(folder / name)
+
+
+def _evaluated_names(config, split):
+  source = pipeline.get_source(config, split)
+  batches = pipeline.eval_batches(config, source, config.eval_batch_size, limit=config.num_test)
+  return [str(name) for batch in batches for name in batch["name"]]
+
+
+@pytest.fixture(scope="module")
+def protocol_folder(tmp_path_factory):
+  root = tmp_path_factory.mktemp("protocol")
+  _write_aligned(root / "test", PROTOCOL_NAMES)
+  _write_aligned(root / "train", PROTOCOL_NAMES)
+  return root
+
+
+@pytest.mark.parametrize("num_test", [6, 50])
+def test_eval_visits_the_files_the_authors_test_py_does(protocol_folder, num_test):
+  config = tiny_config(**{"data.dataset": "folder", "data.data_dir": str(protocol_folder),
+                          "num_test": num_test, "eval_batch_size": 1})
+  expected = _authors_files(protocol_folder / "test", num_test=num_test)
+  assert _evaluated_names(config, "test") == expected
+  assert len(expected) == min(num_test, len(PROTOCOL_NAMES))
+
+
+def test_prepared_tfds_folder_is_evaluated_in_the_authors_order_too(protocol_folder, tmp_path):
+  from pix2pix_jax.data import prepare, tfds_builder
+  builder = tfds_builder.Pix2pixFolder(config="protocol", data_dir=tmp_path)
+  prepare.prepare_builder(builder, manual_dir=protocol_folder)
+  config = tiny_config(**{"data.dataset": "pix2pix_folder/protocol",
+                          "data.tfds_data_dir": str(tmp_path), "num_test": 8})
+  assert _evaluated_names(config, "test") == _authors_files(protocol_folder / "test", 8)
+
+
+def test_max_dataset_size_keeps_the_authors_first_files(protocol_folder):
+  config = tiny_config(**{"data.dataset": "folder", "data.data_dir": str(protocol_folder),
+                          "data.max_dataset_size": 4, "num_test": 0})
+  source = pipeline.get_source(config, "train")
+  assert len(source) == 4
+  assert _evaluated_names(config, "train") == _authors_files(protocol_folder / "train",
+                                                             max_dataset_size=4)
+  batch = next(pipeline.make_train_iterator(config, source))  # the subset trains as a source
+  assert batch["A"].shape == (config.batch_size, 32, 32, 3)
+  with pytest.raises(ValueError, match="data.max_dataset_size must be an integer >= 0"):
+    pipeline.get_source(tiny_config(**{"data.max_dataset_size": -1}), "train")
+
+
+@pytest.mark.skipif(not (REAL_FACADES / "val").is_dir(), reason="the real CMP facades are not here")
+def test_real_facades_val_first_50_as_the_authors():
+  config = tiny_config(**{"data.dataset": "folder", "data.data_dir": str(REAL_FACADES),
+                          "eval_batch_size": 1})
+  assert config.num_test == 50  # the default, their --num_test
+  expected = _authors_files(REAL_FACADES / "val", num_test=50)
+  assert expected[:3] == ["1", "10", "100"]  # lexicographic, not natural
+  assert _evaluated_names(config, "val") == expected

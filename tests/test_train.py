@@ -72,12 +72,18 @@ def test_dropout_key_depends_on_step():
   assert float(m_a["g_l1"]) != float(m_b["g_l1"])
 
 
-@pytest.mark.parametrize("gan_mode", ["lsgan", "wgangp"])
-def test_other_gan_modes_train(gan_mode):
-  config = tiny_config(**{"loss.gan_mode": gan_mode})
+@pytest.mark.parametrize("gan_mode,lambda_gp", [("lsgan", 0.0), ("wgangp", 0.0), ("wgangp", 10.0)])
+def test_other_gan_modes_train(gan_mode, lambda_gp):
+  config = tiny_config(**{"loss.gan_mode": gan_mode, "loss.lambda_gp": lambda_gp})
   state, step = _setup(config)
   state, metrics = step(state, _fixed_batch())
   assert all(np.isfinite(float(v)) for v in metrics.values())
+
+
+def test_negative_gradient_penalty_weight_is_a_clear_error():
+  config = tiny_config(**{"loss.gan_mode": "wgangp", "loss.lambda_gp": -1.0})
+  with pytest.raises(ValueError, match="loss.lambda_gp must be >= 0"):
+    train.bind_train_step(config, None, None, None, None)
 
 
 def test_gan_losses_values():
@@ -91,14 +97,15 @@ def test_gan_losses_values():
 
 
 def test_gradient_penalty_of_a_linear_critic():
-  # D(x) = sum(w·x) has gradient w everywhere: penalty = (‖w‖ - 1)².
+  # D(x) = sum(w·x) has gradient w everywhere: penalty = (‖w‖ - 1)², whatever α.
   w = jnp.full((1, 2, 2, 1), 0.5)  # ‖w‖ = 1 → zero penalty
-  critic = lambda x: jnp.sum(w * x, axis=(1, 2, 3))
-  real = jnp.ones((3, 2, 2, 1))
-  assert float(losses.gradient_penalty(critic, real, -real, jax.random.key(0))) < 1e-10
-  critic2 = lambda x: jnp.sum(2 * w * x, axis=(1, 2, 3))
-  np.testing.assert_allclose(losses.gradient_penalty(critic2, real, -real, jax.random.key(0)),
-                             1.0, rtol=1e-5)
+  critic = lambda x: (jnp.sum(w * x, axis=(1, 2, 3)), "aux")
+  real, alpha = jnp.ones((3, 2, 2, 1)), jnp.array([0.1, 0.5, 0.9])
+  penalty, aux = losses.gradient_penalty(critic, real, -real, alpha)
+  assert float(penalty) < 1e-10 and aux == "aux"
+  critic2 = lambda x: (jnp.sum(2 * w * x, axis=(1, 2, 3)), None)
+  np.testing.assert_allclose(losses.gradient_penalty(critic2, real, -real, alpha)[0], 1.0,
+                             rtol=1e-5)
 
 
 def test_linear_schedule_matches_the_authors_lambda_rule():
@@ -110,6 +117,39 @@ def test_linear_schedule_matches_the_authors_lambda_rule():
     expected = 1.0 - max(0, epoch + 1 - 3) / 5
     for step in ((epoch - 1) * 10, epoch * 10 - 1):
       np.testing.assert_allclose(float(schedule(step)), expected, rtol=1e-6)
+
+
+@pytest.mark.parametrize("policy", ["linear", "step", "cosine"])
+def test_every_epochs_learning_rate_equals_torch_schedulers_driven_as_train_py(policy):
+  # The authors' get_scheduler (models/networks.py) on torch's own schedulers, driven as their
+  # master train.py does: scheduler.step() at the start of every epoch, before its iterations.
+  torch = pytest.importorskip("torch")
+  n_epochs, n_epochs_decay, decay_iters, steps_per_epoch, lr = 4, 3, 2, 3, 2e-4
+  config = tiny_config(**{"optim.lr_policy": policy, "optim.lr": lr, "optim.n_epochs": n_epochs,
+                          "optim.n_epochs_decay": n_epochs_decay,
+                          "optim.lr_decay_iters": decay_iters})
+  schedule = state_lib.lr_schedule(config, steps_per_epoch)
+  optimizer = torch.optim.Adam([torch.zeros(1, requires_grad=True)], lr=lr)
+  epoch_count = 1  # their --epoch_count
+  if policy == "linear":
+    lambda_rule = lambda epoch: 1.0 - max(0, epoch + epoch_count - n_epochs) / float(
+        n_epochs_decay + 1)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda=lambda_rule)
+  elif policy == "step":
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=decay_iters, gamma=0.1)
+  else:
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=n_epochs,
+                                                           eta_min=0)
+  expected, ours = [], []
+  for epoch in range(epoch_count, n_epochs + n_epochs_decay + 1):
+    optimizer.step()  # (the previous epoch's last iteration; keeps torch's order check quiet)
+    scheduler.step()  # model.update_learning_rate(), at the start of the epoch
+    expected += [optimizer.param_groups[0]["lr"]] * steps_per_epoch
+    first = (epoch - epoch_count) * steps_per_epoch
+    ours += [float(schedule(step)) for step in range(first, first + steps_per_epoch)]
+  np.testing.assert_allclose(ours, expected, rtol=1e-6, atol=1e-12)
+  if policy == "linear":
+    assert expected[-1] == 0.0  # the last epoch trains at lr 0 in theirs
 
 
 @pytest.mark.parametrize("policy", ["linear", "step", "cosine", "constant"])

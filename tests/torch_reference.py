@@ -208,8 +208,9 @@ class ResnetGenerator(nn.Module):
 
 
 class NLayerDiscriminator(nn.Module):
-  """PatchGAN: `n_layers` stride-2 4×4 convs (the first without norm), one stride-1 conv with
-  norm, and a stride-1 conv to one logit per patch. n_layers=3 is the 70×70 PatchGAN."""
+  """PatchGAN: a stride-2 4×4 conv without norm, `n_layers` - 1 stride-2 convs with norm, one
+  stride-1 conv with norm (also for n_layers=0), and a stride-1 conv to one logit per patch.
+  n_layers=3 is the 70×70 PatchGAN."""
 
   def __init__(self, input_nc: int, ndf: int = 64, n_layers: int = 3,
                norm: str | NormFactory = "batch"):
@@ -219,12 +220,15 @@ class NLayerDiscriminator(nn.Module):
     layers: list[nn.Module] = [nn.Conv2d(input_nc, ndf, kernel_size=4, stride=2, padding=1),
                                nn.LeakyReLU(0.2, True)]
     mult = 1
-    for n in range(1, n_layers + 1):
+    for n in range(1, n_layers):
       prev_mult, mult = mult, min(2**n, 8)
-      stride = 2 if n < n_layers else 1
-      layers += [nn.Conv2d(ndf * prev_mult, ndf * mult, kernel_size=4, stride=stride, padding=1,
+      layers += [nn.Conv2d(ndf * prev_mult, ndf * mult, kernel_size=4, stride=2, padding=1,
                            bias=use_bias),
                  norm_layer(ndf * mult), nn.LeakyReLU(0.2, True)]
+    prev_mult, mult = mult, min(2**n_layers, 8)
+    layers += [nn.Conv2d(ndf * prev_mult, ndf * mult, kernel_size=4, stride=1, padding=1,
+                         bias=use_bias),
+               norm_layer(ndf * mult), nn.LeakyReLU(0.2, True)]
     layers.append(nn.Conv2d(ndf * mult, 1, kernel_size=4, stride=1, padding=1))
     self.model = nn.Sequential(*layers)
 
@@ -258,8 +262,8 @@ class PixelDiscriminator(nn.Module):
 
 def define_G(input_nc: int, output_nc: int, ngf: int, net_g: str, norm: str = "batch",
              use_dropout: bool = False, num_downs: int | None = None,
-             init_gain: float = 0.02) -> nn.Module:
-  """The authors' `define_G` (CPU, 'normal' init): unet_128/unet_256/resnet_6/9blocks.
+             init_gain: float = 0.02, init_type: str = "normal") -> nn.Module:
+  """The authors' `define_G` (CPU): unet_128/unet_256/resnet_6/9blocks, `init_weights`.
 
   `net_g="unet"` takes an explicit `num_downs` (this project's generic U-Net).
   """
@@ -274,13 +278,13 @@ def define_G(input_nc: int, output_nc: int, ngf: int, net_g: str, norm: str = "b
     net = UnetGenerator(input_nc, output_nc, downs, ngf, norm, use_dropout)
   else:
     raise ValueError(f"unknown generator {net_g!r}")
-  init_weights(net, init_gain)
+  init_weights(net, init_type, init_gain)
   return net
 
 
 def define_D(input_nc: int, ndf: int, net_d: str, n_layers_d: int = 3, norm: str = "batch",
-             init_gain: float = 0.02) -> nn.Module:
-  """The authors' `define_D` (CPU, 'normal' init): basic / n_layers / pixel."""
+             init_gain: float = 0.02, init_type: str = "normal") -> nn.Module:
+  """The authors' `define_D` (CPU): basic / n_layers / pixel, `init_weights`."""
   if net_d == "basic":
     net = NLayerDiscriminator(input_nc, ndf, 3, norm)
   elif net_d == "n_layers":
@@ -289,18 +293,28 @@ def define_D(input_nc: int, ndf: int, net_d: str, n_layers_d: int = 3, norm: str
     net = PixelDiscriminator(input_nc, ndf, norm)
   else:
     raise ValueError(f"unknown discriminator {net_d!r}")
-  init_weights(net, init_gain)
+  init_weights(net, init_type, init_gain)
   return net
 
 
-def init_weights(net: nn.Module, gain: float = 0.02) -> nn.Module:
-  """The authors' init_weights('normal', gain): conv weights N(0, gain), conv biases 0,
-  BatchNorm weight N(1, gain) and bias 0. Uses torch's global RNG (seed it first)."""
+def init_weights(net: nn.Module, init_type: str = "normal", gain: float = 0.02) -> nn.Module:
+  """The authors' init_weights(init_type, gain): conv weights normal N(0, gain) |
+  xavier_normal_(gain) | kaiming_normal_(a=0, mode='fan_in') | orthogonal_(gain), conv biases
+  0, BatchNorm weight N(1, gain) and bias 0. Uses torch's global RNG (seed it first)."""
 
   def init_module(m: nn.Module) -> None:
     name = type(m).__name__
     if hasattr(m, "weight") and ("Conv" in name or "Linear" in name):
-      nn.init.normal_(m.weight.data, 0.0, gain)
+      if init_type == "normal":
+        nn.init.normal_(m.weight.data, 0.0, gain)
+      elif init_type == "xavier":
+        nn.init.xavier_normal_(m.weight.data, gain=gain)
+      elif init_type == "kaiming":
+        nn.init.kaiming_normal_(m.weight.data, a=0, mode="fan_in")
+      elif init_type == "orthogonal":
+        nn.init.orthogonal_(m.weight.data, gain=gain)
+      else:
+        raise ValueError(f"unknown init_type {init_type!r}")
       if getattr(m, "bias", None) is not None:
         nn.init.constant_(m.bias.data, 0.0)
     elif "BatchNorm2d" in name:

@@ -14,7 +14,9 @@ Two layouts:
   before it combines them.
 
 Files are ordered naturally ('2.jpg' before '10.jpg'); "name" is the file
-stem, the name the authors give to results saved for that image.
+stem, the name the authors give to results saved for that image, and
+`file_names` the files' names, by which `pipeline.authors_order` sorts as the
+authors do ('10.jpg' before '2.jpg').
 
 `skip_bad=True` tolerates corrupt files. The constructor then reads every
 file's header (cheap, no decoding) and leaves out empty, non-image and, for
@@ -143,6 +145,10 @@ class _FolderSource:
   def _check_file(self, index: int) -> None:
     raise NotImplementedError
 
+  def _file_name(self, index: int) -> str:
+    """The name of file index's image (with extension), whose order the authors sort by."""
+    raise NotImplementedError
+
   def _index_files(self, names: list[str], skip_bad: bool) -> None:
     self._skip_bad = skip_bad
     self._skipped: list[str] = []
@@ -159,6 +165,7 @@ class _FolderSource:
           self._note_bad(names[index], e)
     self._order = keep  # Source index -> file index.
     self.names = [names[i] for i in keep]
+    self.file_names = [self._file_name(i) for i in keep]
     if not self._order:
       raise ValueError(
           f"all {len(names)} images in {self._where} are unreadable; see the warnings above."
@@ -235,6 +242,9 @@ class AlignedFolderSource(_FolderSource):
     self._where = split_dir
     self._index_files(_stems(self.paths, split_dir), skip_bad)
 
+  def _file_name(self, index: int) -> str:
+    return self.paths[index].name
+
   def _check_file(self, index: int) -> None:
     path = self.paths[index]
     width, _ = images.read_image_size(path)
@@ -296,6 +306,9 @@ class PairedFolderSource(_FolderSource):
     self.pairs = [(path_a, by_stem_b[path_a.stem]) for path_a in files["A"]]
     self._where = split_dir
     self._index_files(stems["A"], skip_bad)
+
+  def _file_name(self, index: int) -> str:
+    return self.pairs[index][0].name  # the authors' combine_A_and_B.py names a pair after A
 
   def _check_file(self, index: int) -> None:
     for path in self.pairs[index]:

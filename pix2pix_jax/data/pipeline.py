@@ -152,7 +152,19 @@ def image_shape(config, source=None) -> tuple[int, int]:
 # ---------------------------------------------------------------------------- sources
 
 def get_source(config, split: str):
-  """The random-access source for `config.data.dataset` and `split`."""
+  """The random-access source for `config.data.dataset` and `split`, limited to the first
+  `data.max_dataset_size` files in the authors' order when that is set."""
+  source = _dataset_source(config, split)
+  limit = config.data.get("max_dataset_size", 0)
+  if not isinstance(limit, int) or limit < 0:
+    raise ValueError(f"data.max_dataset_size must be an integer >= 0 (0 = all files), got "
+                     f"{limit!r}")
+  if limit and limit < len(source):
+    source = Subset(source, authors_order(source)[:limit])
+  return source
+
+
+def _dataset_source(config, split: str):
   d = config.data
   name = d.dataset
   if name == "synthetic":
@@ -179,6 +191,52 @@ def get_source(config, split: str):
     return tfds_builder.TfdsSource(name, split, data_dir=d.tfds_data_dir or None)
   raise ValueError(f"unknown data.dataset {name!r}; choose synthetic, folder, "
                    f"pix2pix_folder/NAME (prepared) or one of {TFDS_DATASETS}")
+
+
+def authors_order(source) -> list[int]:
+  """Indices of `source` in the authors' file order.
+
+  Their `AlignedDataset` lists `sorted(make_dataset(dir))`: paths compared as strings, so
+  '10.jpg' comes before '2.jpg' and 'B.jpg' before 'a.jpg'. Folder sources give their files'
+  names (`file_names`); prepared TFDS records keep only the stem, sorted as stem + '.', which
+  is the same order unless one stem is another followed by '.' and more ('a' and 'a.b').
+  """
+  keys = getattr(source, "file_names", None)
+  if keys is None:
+    names = getattr(source, "names", None)
+    if names is None:
+      names = [str(source[i]["name"]) for i in range(len(source))]
+    keys = [f"{name}." for name in names]
+  return sorted(range(len(keys)), key=keys.__getitem__)
+
+
+class Subset:
+  """The examples `indices` of `source`, in that order (a source itself, picklable)."""
+
+  def __init__(self, source, indices):
+    self.source, self.indices = source, list(indices)
+
+  def __len__(self) -> int:
+    return len(self.indices)
+
+  def __getitem__(self, index: int) -> dict:
+    index = int(index)
+    if not -len(self) <= index < len(self):
+      raise IndexError(f"index {index} out of range for {len(self)} examples of {self.source}")
+    return self.source[self.indices[index]]
+
+  @property
+  def names(self) -> list[str]:
+    names = self.source.names
+    return [names[i] for i in self.indices]
+
+  @property
+  def file_names(self) -> list[str]:
+    file_names = self.source.file_names
+    return [file_names[i] for i in self.indices]
+
+  def __repr__(self) -> str:
+    return f"{len(self)} of {self.source!r}"
 
 
 # ---------------------------------------------------------------------------- grain
@@ -213,12 +271,16 @@ def make_train_iterator(config, source, *, process_index: int = 0, process_count
 
 
 def eval_batches(config, source, batch_size: int, limit: int = 0) -> Iterator[dict[str, Any]]:
-  """The split in order, without augmentation (the authors' test transform), with names.
+  """The split in the authors' file order (their test.py: no shuffling), without augmentation
+  (their test transform), with names; only the first `limit` examples when it is set (their
+  --num_test).
 
   The last batch may be smaller than `batch_size`.
   """
   transform = Transform.from_config(config, train=False)
-  n = len(source) if not limit else min(limit, len(source))
+  order = authors_order(source)
+  if limit:
+    order = order[:limit]
 
   def load(i):
     example = source[i]
@@ -226,7 +288,7 @@ def eval_batches(config, source, batch_size: int, limit: int = 0) -> Iterator[di
     out["name"] = example["name"]
     return out
 
-  ds = grain.MapDataset.range(n).map(load).batch(batch_size, drop_remainder=False)
+  ds = grain.MapDataset.source(order).map(load).batch(batch_size, drop_remainder=False)
   options = grain.ReadOptions(num_threads=max(1, config.data.num_threads),
                               prefetch_buffer_size=max(1, config.data.prefetch))
   yield from ds.to_iter_dataset(options)

@@ -77,6 +77,11 @@ class SyntheticFacades:
   def __len__(self) -> int:
     return self.num_examples
 
+  @property
+  def names(self) -> list[str]:
+    """Every example's "name", in index order (without rendering any)."""
+    return [_example_name(index) for index in range(self.num_examples)]
+
   def __getitem__(self, index: int) -> dict:
     """Returns ``{"a": photo, "b": label map, "name": ...}``; images are uint8 (S, S, 3)."""
     index = operator.index(index)
@@ -88,13 +93,17 @@ class SyntheticFacades:
       )
     rng = np.random.default_rng([self.seed, index])
     photo, label_map = render_facade(rng, self.image_size)
-    return {"a": photo, "b": label_map, "name": f"synthetic_{index:05d}"}
+    return {"a": photo, "b": label_map, "name": _example_name(index)}
 
   def __repr__(self) -> str:
     return (
         f"SyntheticFacades(num_examples={self.num_examples}, "
         f"image_size={self.image_size}, seed={self.seed})"
     )
+
+
+def _example_name(index: int) -> str:
+  return f"synthetic_{index:05d}"
 
 
 def render_facade(rng: np.random.Generator, image_size: int) -> tuple[np.ndarray, np.ndarray]:

@@ -394,6 +394,10 @@ def _prepared_dir(name: str, data_dir: pathlib.Path) -> pathlib.Path:
   return max(versions, key=lambda p: tuple(int(n) for n in p.name.split(".")))
 
 
+def _text(value) -> str:
+  return value.decode("utf-8") if isinstance(value, bytes) else str(value)
+
+
 class TfdsSource:
   """The source protocol over a prepared `pix2pix/<config>` or `pix2pix_folder/<name>`.
 
@@ -423,9 +427,21 @@ class TfdsSource:
           f"split {self.split!r} of {self.name} in {self.data_dir} is "
           f"{'empty' if base in available else 'missing'}; available splits: {listing or 'none'}.")
     self._records = builder.as_data_source(split=self.split)
+    self._builder = builder
+    self._names: list[str] | None = None
 
   def __len__(self) -> int:
     return len(self._records)
+
+  @property
+  def names(self) -> list[str]:
+    """Every record's "name" (file stem), in index order; read once, images left undecoded."""
+    if self._names is None:
+      skip = tfds.decode.SkipDecoding()
+      records = self._builder.as_data_source(
+          split=self.split, decoders={"image_a": skip, "image_b": skip})
+      self._names = [_text(records[i]["name"]) for i in range(len(records))]
+    return self._names
 
   def __getitem__(self, index: int) -> dict:
     index = int(index)
@@ -433,11 +449,10 @@ class TfdsSource:
     if not -size <= index < size:
       raise IndexError(f"index {index} out of range for {size} examples in {self.name}/{self.split}")
     record = self._records[index % size]
-    name = record["name"]
     return {
         "a": np.asarray(record["image_a"], np.uint8),
         "b": np.asarray(record["image_b"], np.uint8),
-        "name": name.decode("utf-8") if isinstance(name, bytes) else str(name),
+        "name": _text(record["name"]),
     }
 
   def __getstate__(self):
