@@ -28,6 +28,7 @@ import pathlib
 import time
 
 from bench.common import REPO, machine_line
+from bench.facades_quality import sample_figure
 
 STEPS_PER_EPOCH = 400  # facades train: 400 images at batch 1
 # Val images shown in samples_256.png (file stems of the authors' val split).
@@ -89,28 +90,6 @@ def train_seconds(workdir: pathlib.Path) -> dict:
           "sec_per_step": seconds / previous if previous else None}
 
 
-def sample_figure(config, images_dir: str, out_png: pathlib.Path) -> list[str]:
-  """label map | ours | photo rows at 256 px for SAMPLE_NAMES from an eval's saved outputs."""
-  import numpy as np
-  from PIL import Image
-  from pix2pix_jax import report
-  from pix2pix_jax.data import pipeline
-  source = pipeline.get_source(config, "val")
-  transform = pipeline.Transform.from_config(config, train=False)
-  rows = {}
-  for i in range(len(source)):
-    example = source[i]
-    stem = pathlib.Path(str(example["name"])).stem
-    if stem in SAMPLE_NAMES:
-      rows[stem] = transform(example, None)
-  names = [n for n in SAMPLE_NAMES if n in rows]
-  outputs = [np.asarray(Image.open(pathlib.Path(images_dir) / f"{n}.png"), np.float32) / 127.5
-             - 1.0 for n in names]
-  report.save_sample_grid(str(out_png), np.stack([rows[n]["A"] for n in names]),
-                          np.stack(outputs), np.stack([rows[n]["B"] for n in names]))
-  return names
-
-
 def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--workdir", default=str(REPO / "runs" / "facades_paper"))
@@ -160,7 +139,7 @@ def main():
     final[mode]["seconds"] = time.perf_counter() - t0
     if mode == "paper":
       page, images_dir = result["page"], result["images_dir"]
-  names = sample_figure(config, images_dir, workdir / "samples_256.png")
+  names = sample_figure(config, images_dir, str(workdir / "samples_256.png"), SAMPLE_NAMES)
   record.update({
       "date": datetime.date.today().isoformat(),
       "machine": f"{machine_line('jax')}, {jax.default_backend()} backend",

@@ -62,15 +62,15 @@ def build_config(args):
   return config
 
 
-def sample_figure(config, workdir: pathlib.Path, result: dict, out_png: str) -> None:
-  """input | output | target rows for SAMPLE_NAMES from the saved eval outputs."""
+def sample_figure(config, images_dir: str, out_png: str, names=SAMPLE_NAMES) -> list[str]:
+  """label map | output | photo rows for the val images `names` from an eval's saved outputs."""
   import numpy as np
   from PIL import Image
   from pix2pix_jax import report
   from pix2pix_jax.data import pipeline
   source = pipeline.get_source(config, "val")
   transform = pipeline.Transform.from_config(config, train=False)
-  wanted = {n: None for n in SAMPLE_NAMES}
+  wanted = {n: None for n in names}
   for i in range(len(source)):
     example = source[i]
     stem = pathlib.Path(str(example["name"])).stem
@@ -78,15 +78,16 @@ def sample_figure(config, workdir: pathlib.Path, result: dict, out_png: str) -> 
       wanted[stem] = transform(example, None)
   rows = [(n, ex) for n, ex in wanted.items() if ex is not None]
   if not rows:
-    raise SystemExit(f"none of the sample images {SAMPLE_NAMES} is in the val split")
+    raise SystemExit(f"none of the sample images {names} is in the val split")
   outputs = []
   for name, _ in rows:
-    pixels = np.asarray(Image.open(pathlib.Path(result["images_dir"]) / f"{name}.png"))
+    pixels = np.asarray(Image.open(pathlib.Path(images_dir) / f"{name}.png"))
     outputs.append(pixels.astype(np.float32) / 127.5 - 1.0)
   report.save_sample_grid(out_png, np.stack([ex["A"] for _, ex in rows]), np.stack(outputs),
                           np.stack([ex["B"] for _, ex in rows]))
   print(f"sample image: {out_png} ({os.path.getsize(out_png) / 1024:.0f} KB), rows "
         f"{[n for n, _ in rows]}")
+  return [n for n, _ in rows]
 
 
 def main():
@@ -156,8 +157,8 @@ def main():
   for m, r in results.items():
     print(f"| {m} | {r['l1']:.4f} | {r['psnr']:.2f} | {r['ssim']:.4f} |")
   if args.update_docs:
-    sample_figure(config, workdir, results["paper"], str(REPO / "docs" /
-                                                          "facades_sample.png"))
+    sample_figure(config, results["paper"]["images_dir"],
+                  str(REPO / "docs" / "facades_sample.png"))
 
 
 if __name__ == "__main__":

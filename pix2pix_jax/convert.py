@@ -348,42 +348,11 @@ def variables_to_state_dict(variables: Mapping[str, Any], module: nn.Module, in_
   return out
 
 
-def _network(config, network: str) -> tuple[nn.Module, int]:
-  m = config.model
-  if network == "generator":
-    return models.make_generator(config), m.input_nc
-  if network == "discriminator":
-    return models.make_discriminator(config), m.input_nc + m.output_nc
-  raise ValueError(f"unknown network {network!r}; choose one of {NETWORKS}")
-
-
-def torch_state_dict_to_flax(state_dict: Mapping[str, Any], config,
-                             network: str = "generator") -> dict[str, Any]:
-  """The authors' `net_G` / `net_D` state dict → {'params', 'batch_stats'} for `config.model`.
-
-  `network` is 'generator' (input_nc channels in) or 'discriminator' (input_nc + output_nc).
-  """
-  module, in_channels = _network(config, network)
-  return state_dict_to_variables(state_dict, module, in_channels)
-
-
 def flax_to_torch_state_dict(variables: Mapping[str, Any], config, network: str = "generator",
                              num_batches_tracked: int = 0) -> StateDict:
   """{'params', 'batch_stats'} for `config.model` → the authors' state dict (numpy values)."""
   module, in_channels = _network(config, network)
   return variables_to_state_dict(variables, module, in_channels, num_batches_tracked)
-
-
-def load_torch_state_dict(path: str) -> dict[str, Any]:
-  """Reads a `.pth` state dict on the CPU without executing pickled code (torch required)."""
-  try:
-    import torch
-  except ImportError as e:
-    raise ImportError("reading .pth files needs PyTorch: pip install 'pix2pix-jax[torch]'") from e
-  state_dict = torch.load(path, map_location="cpu", weights_only=True)
-  if not isinstance(state_dict, Mapping):
-    raise ConversionError(f"{path} holds a {type(state_dict).__name__}, not a state dict")
-  return dict(state_dict)
 
 
 def load_torch_state_dict(path: str) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""Helpers shared by the tests: tiny configs and subprocess launches."""
+"""Helpers shared by the tests: tiny configs, subprocess launches, reference convolutions."""
 
 from __future__ import annotations
 
@@ -66,3 +66,38 @@ def l1_curve(step, state, batch, steps: int = 40):
     state, metrics = step(state, batch)
     l1.append(float(metrics["g_l1"]))
   return l1, state
+
+
+# ---- Reference convolutions, written independently of pix2pix_jax.kernels.
+
+def plain_conv(x, kernel, stride):
+  """PyTorch Conv2d(k=4, p=1, stride) as one XLA convolution at full precision."""
+  import jax
+  return jax.lax.conv_general_dilated(
+      x, kernel, (stride, stride), ((1, 1), (1, 1)),
+      dimension_numbers=("NHWC", "HWIO", "NHWC"), precision="highest")
+
+
+def plain_conv_transpose(x, kernel):
+  """PyTorch ConvTranspose2d(k=4, s=2, p=1): a convolution of the 2-dilated input with the
+  spatially flipped kernel and padding k-1-p = 2 on each side."""
+  import jax
+  return jax.lax.conv_general_dilated(
+      x, kernel[::-1, ::-1], (1, 1), ((2, 2), (2, 2)), lhs_dilation=(2, 2),
+      dimension_numbers=("NHWC", "HWIO", "NHWC"), precision="highest")
+
+
+def torch_semantics_conv_transpose(x, kernel):
+  """ConvTranspose2d(k, s=2, p=1, output_padding=k-3) by its definition (numpy, float64):
+  out[2i + kh - 1] += x[i] @ w[kh], cropped to 2H × 2W (k = 4, and k = 3 with output_padding 1).
+  """
+  import numpy as np
+  x, kernel = np.asarray(x, np.float64), np.asarray(kernel, np.float64)
+  n, h, w, _ = x.shape
+  k = kernel.shape[0]
+  out = np.zeros((n, 2 * h + k - 1, 2 * w + k - 1, kernel.shape[-1]))
+  for kh in range(k):
+    for kw in range(k):
+      out[:, kh:kh + 2 * h:2, kw:kw + 2 * w:2] += x @ kernel[kh, kw]
+  return out[:, 1:2 * h + 1, 1:2 * w + 1]
+

@@ -5,35 +5,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from helpers import plain_conv, plain_conv_transpose, torch_semantics_conv_transpose
 from pix2pix_jax import kernels
 from pix2pix_jax.kernels import cpu, winograd, xla
 
 jax.config.update("jax_default_matmul_precision", "highest")
-
-
-def _plain_conv(x, kernel, stride):
-  return jax.lax.conv_general_dilated(
-      x, kernel, (stride, stride), ((1, 1), (1, 1)),
-      dimension_numbers=("NHWC", "HWIO", "NHWC"), precision="highest")
-
-
-def _plain_conv_transpose(x, kernel):
-  # PyTorch ConvTranspose2d(k=4, s=2, p=1) = convolution of the 2-dilated input with the spatially
-  # flipped kernel and padding k-1-p = 2 on each side.
-  return jax.lax.conv_general_dilated(
-      x, kernel[::-1, ::-1], (1, 1), ((2, 2), (2, 2)), lhs_dilation=(2, 2),
-      dimension_numbers=("NHWC", "HWIO", "NHWC"), precision="highest")
-
-
-def _torch_semantics_conv_transpose(x, kernel):
-  """Direct definition: out[2i + k - 1] += x[i] * w[k] (numpy, loops over taps)."""
-  x, kernel = np.asarray(x, np.float64), np.asarray(kernel, np.float64)
-  n, h, w, _ = x.shape
-  out = np.zeros((n, 2 * h + 2, 2 * w + 2, kernel.shape[-1]))
-  for kh in range(4):
-    for kw in range(4):
-      out[:, kh:kh + 2 * h:2, kw:kw + 2 * w:2] += x @ kernel[kh, kw]
-  return out[:, 1:-1, 1:-1]
 
 
 def _assert_same_values_and_grads(ours, plain, x, kernel, rtol=1e-4, atol=1e-4):
@@ -74,7 +50,7 @@ def test_conv4x4_forms_equal_plain_conv(form, stride, hw, cin, cout):
   x = jax.random.normal(key_x, (2, hw, hw, cin))
   kernel = 0.3 * jax.random.normal(key_k, (4, 4, cin, cout))
   _assert_same_values_and_grads(lambda x, k: CONV_FORMS[form](x, k, stride),
-                                lambda x, k: _plain_conv(x, k, stride), x, kernel)
+                                lambda x, k: plain_conv(x, k, stride), x, kernel)
 
 
 WINOGRAD_FORMS = {2: winograd.conv4x4_winograd, 1: winograd.conv4x4_s1_winograd}
@@ -88,20 +64,20 @@ def test_winograd_batch_one_odd_and_non_square(stride, n, h, w, cin, cout):
   key_x, key_k = jax.random.split(jax.random.key(4 + stride))
   x = jax.random.normal(key_x, (n, h, w, cin))
   kernel = 0.3 * jax.random.normal(key_k, (4, 4, cin, cout))
-  _assert_same_values_and_grads(WINOGRAD_FORMS[stride], lambda x, k: _plain_conv(x, k, stride),
+  _assert_same_values_and_grads(WINOGRAD_FORMS[stride], lambda x, k: plain_conv(x, k, stride),
                                 x, kernel)
 
 
 # Model-scale shapes, Winograd vs lax: (form, plain, input shape, kernel shape).
 MODEL_SCALE_WINOGRAD = {
     "stride 2, a middle encoder level": (
-        winograd.conv4x4_winograd, lambda x, k: _plain_conv(x, k, 2), (1, 32, 32, 128),
+        winograd.conv4x4_winograd, lambda x, k: plain_conv(x, k, 2), (1, 32, 32, 128),
         (4, 4, 128, 256)),
     "stride 1, the PatchGAN's conv_3 at 256 px": (
-        winograd.conv4x4_s1_winograd, lambda x, k: _plain_conv(x, k, 1), (1, 32, 32, 256),
+        winograd.conv4x4_s1_winograd, lambda x, k: plain_conv(x, k, 1), (1, 32, 32, 256),
         (4, 4, 256, 512)),
     "transposed, G's up_1 at 256 px": (
-        winograd.conv_transpose4x4_winograd, _plain_conv_transpose, (1, 64, 64, 256),
+        winograd.conv_transpose4x4_winograd, plain_conv_transpose, (1, 64, 64, 256),
         (4, 4, 256, 64)),
 }
 
@@ -172,11 +148,9 @@ def test_conv_transpose4x4_forms_equal_plain_and_definition(form, n, h, w, cin, 
   kernel = 0.3 * jax.random.normal(key_k, (4, 4, cin, cout))
   ours = TRANSPOSE_FORMS[form]
   assert ours(x, kernel).shape == (n, 2 * h, 2 * w, cout)
-  np.testing.assert_allclose(ours(x, kernel), _torch_semantics_conv_transpose(x, kernel),
+  np.testing.assert_allclose(ours(x, kernel), torch_semantics_conv_transpose(x, kernel),
                              rtol=1e-5, atol=1e-5)
-  _assert_same_values_and_grads(ours, _plain_conv_transpose, x, kernel)
-
-
+  _assert_same_values_and_grads(ours, plain_conv_transpose, x, kernel)
 
 
 # ---- The impls (model.conv_impl): each equals XLA's convolution, values and gradients.
@@ -193,7 +167,7 @@ def test_every_impl_equals_xla_conv4x4(impl, stride, n, h, w, cin, cout):
   x = jax.random.normal(key_x, (n, h, w, cin))
   kernel = 0.3 * jax.random.normal(key_k, (4, 4, cin, cout))
   _assert_same_values_and_grads(lambda x, k: kernels.conv4x4(x, k, stride, impl),
-                                lambda x, k: _plain_conv(x, k, stride), x, kernel)
+                                lambda x, k: plain_conv(x, k, stride), x, kernel)
 
 
 @pytest.mark.parametrize("impl", kernels.CONV_IMPLS)
@@ -204,20 +178,9 @@ def test_every_impl_equals_xla_conv_transpose4x4(impl, n, h, w, cin, cout):
   x = jax.random.normal(key_x, (n, h, w, cin))
   kernel = 0.3 * jax.random.normal(key_k, (4, 4, cin, cout))
   np.testing.assert_allclose(kernels.conv_transpose4x4(x, kernel, impl),
-                             _torch_semantics_conv_transpose(x, kernel), rtol=1e-5, atol=1e-5)
+                             torch_semantics_conv_transpose(x, kernel), rtol=1e-5, atol=1e-5)
   _assert_same_values_and_grads(lambda x, k: kernels.conv_transpose4x4(x, k, impl),
-                                _plain_conv_transpose, x, kernel)
-
-
-def _torch_semantics_conv_transpose3x3(x, kernel):
-  """ConvTranspose2d(k=3, s=2, p=1, output_padding=1): out[2i + k - 1] += x[i] w[k], 2H × 2W."""
-  x, kernel = np.asarray(x, np.float64), np.asarray(kernel, np.float64)
-  n, h, w, _ = x.shape
-  out = np.zeros((n, 2 * h + 2, 2 * w + 2, kernel.shape[-1]))
-  for kh in range(3):
-    for kw in range(3):
-      out[:, kh:kh + 2 * h:2, kw:kw + 2 * w:2] += x @ kernel[kh, kw]
-  return out[:, 1:2 * h + 1, 1:2 * w + 1]
+                                plain_conv_transpose, x, kernel)
 
 
 @pytest.mark.parametrize("impl", kernels.CONV_IMPLS)
@@ -233,7 +196,7 @@ def test_every_impl_equals_xla_resnet_layers(impl):
                                   plain, x, kernel)
   kernel = 0.3 * jax.random.normal(key_t, (3, 3, 5, 4))
   np.testing.assert_allclose(kernels.conv_transpose3x3(x, kernel, impl),
-                             _torch_semantics_conv_transpose3x3(x, kernel), rtol=1e-5, atol=1e-5)
+                             torch_semantics_conv_transpose(x, kernel), rtol=1e-5, atol=1e-5)
   _assert_same_values_and_grads(lambda x, w: kernels.conv_transpose3x3(x, w, impl),
                                 lambda x, w: kernels.conv_transpose3x3(x, w, "xla"), x, kernel)
 

@@ -5,23 +5,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from helpers import plain_conv, plain_conv_transpose
 from pix2pix_jax import kernels, layers
 
 jax.config.update("jax_default_matmul_precision", "highest")
-
-
-def _plain_conv(x, kernel, stride):
-  return jax.lax.conv_general_dilated(
-      x, kernel, (stride, stride), ((1, 1), (1, 1)),
-      dimension_numbers=("NHWC", "HWIO", "NHWC"), precision="highest")
-
-
-def _plain_conv_transpose(x, kernel):
-  # PyTorch ConvTranspose2d(k=4, s=2, p=1) = convolution of the 2-dilated input with the spatially
-  # flipped kernel and padding k-1-p = 2 on each side.
-  return jax.lax.conv_general_dilated(
-      x, kernel[::-1, ::-1], (1, 1), ((2, 2), (2, 2)), lhs_dilation=(2, 2),
-      dimension_numbers=("NHWC", "HWIO", "NHWC"), precision="highest")
 
 
 # Shapes on both sides of every formulation threshold, through the Flax module.
@@ -47,7 +34,7 @@ def test_conv4x4_module_equals_plain_conv(stride, n, hw, cin, cout, impl):
     return module.apply(p, x)
 
   def plain(p, x):
-    return _plain_conv(x, p["params"]["kernel"], stride) + p["params"]["bias"]
+    return plain_conv(x, p["params"]["kernel"], stride) + p["params"]["bias"]
 
   np.testing.assert_allclose(ours(params, x), plain(params, x), rtol=1e-5, atol=1e-5)
   loss = lambda f: (lambda p, x: jnp.sum(jnp.sin(f(p, x))))
@@ -70,8 +57,8 @@ def test_conv_transpose4x4_module_equals_plain(n, hw, cin, cout, impl):
   kernel = params["params"]["kernel"]
   assert kernel.shape == (4, 4, cin, cout)
   loss_ours = lambda k, x: jnp.sum(jnp.sin(module.apply({"params": {"kernel": k}}, x)))
-  loss_plain = lambda k, x: jnp.sum(jnp.sin(_plain_conv_transpose(x, k)))
-  np.testing.assert_allclose(module.apply(params, x), _plain_conv_transpose(x, kernel),
+  loss_plain = lambda k, x: jnp.sum(jnp.sin(plain_conv_transpose(x, k)))
+  np.testing.assert_allclose(module.apply(params, x), plain_conv_transpose(x, kernel),
                              rtol=1e-5, atol=1e-5)
   for a, b in zip(jax.grad(loss_ours, (0, 1))(kernel, x), jax.grad(loss_plain, (0, 1))(kernel, x)):
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)

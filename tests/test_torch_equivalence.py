@@ -123,7 +123,7 @@ def test_patchgan_without_strided_levels_keeps_the_authors_stride_1_level():
   # Their NLayerDiscriminator(n_layers=0): conv 6→64 (stride 2, bias), LReLU, conv 64→64
   # (stride 1, no bias) + BatchNorm(64), LReLU, conv 64→1 (bias).
   config = _config(discriminator="n_layers", n_layers_d=0)
-  expected = torch_reference.count_params(_twin_discriminator(config))
+  expected = torch_reference.count_params(_torch_discriminator(config))
   assert expected == (16 * 6 * 64 + 64) + (16 * 64 * 64 + 2 * 64) + (16 * 64 + 1) == 72_897
   assert _flax_count(models.make_discriminator(config), 6, 256) == expected
 
@@ -249,7 +249,7 @@ def test_networks_without_norm():
 @pytest.mark.parametrize("init_type,init_gain", [("normal", 0.02), ("xavier", 0.02),
                                                  ("kaiming", 0.02), ("orthogonal", 0.5)])
 def test_init_statistics_equal_the_authors_init_weights(init_type, init_gain):
-  """Per layer, our initial weights against the twin's, initialised by the authors'
+  """Per layer, our initial weights against the reference network's, initialised by the authors'
   init_weights: the same spread (fans on their weight layout, transposed convs included),
   BatchNorm scale N(1, gain), zero biases; orthogonal weights are exactly orthogonal in their
   layout."""
@@ -261,7 +261,7 @@ def test_init_statistics_equal_the_authors_init_weights(init_type, init_gain):
   bn_ours, bn_theirs = [], []
   for model, network, channels, size in cases:
     config = _config(init_type=init_type, init_gain=init_gain, **model)
-    net = _twin_discriminator(config) if network == "discriminator" else _twin_generator(config)
+    net = _torch_discriminator(config) if network == "discriminator" else _torch_generator(config)
     module = (models.make_discriminator(config) if network == "discriminator"
               else models.make_generator(config))
     variables = module.init(jax.random.key(12), jnp.zeros((1, size, size, channels)),
@@ -303,7 +303,7 @@ def test_gradient_penalty_equals_the_authors_under_torch_autograd():
   gradient and BatchNorm's batch statistics) and the running statistics its D pass updates."""
   torch.manual_seed(13)
   config = _config(discriminator="basic", ndf=8, init_type="kaiming")
-  net = _twin_discriminator(config)
+  net = _torch_discriminator(config)
   variables = convert.torch_state_dict_to_flax(net.state_dict(), config, "discriminator")
   module = models.make_discriminator(config)
   real = torch.rand(2, 6, 32, 32) * 2 - 1
@@ -361,7 +361,7 @@ def test_round_trip_torch_flax_torch_is_exact(model):
   torch.manual_seed(5)
   config = _config(ngf=4, ndf=4, **model)
   network = "discriminator" if "discriminator" in model else "generator"
-  net = _twin_discriminator(config) if network == "discriminator" else _twin_generator(config)
+  net = _torch_discriminator(config) if network == "discriminator" else _torch_generator(config)
   state_dict = net.state_dict()
   variables = convert.torch_state_dict_to_flax(state_dict, config, network)
   back = convert.flax_to_torch_state_dict(variables, config, network)
@@ -425,33 +425,8 @@ def test_extra_key_is_reported():
 # ---- One full training step ------------------------------------------------------------------
 
 
-def _torch_train_step(net_g, net_d, opt_g, opt_d, gan_loss, real_a, real_b, lambda_l1):
-  """The authors' Pix2PixModel.optimize_parameters."""
-  fake_b = net_g(real_a)
-  for p in net_d.parameters():
-    p.requires_grad_(True)
-  opt_d.zero_grad()
-  loss_d_fake = gan_loss(net_d(torch.cat([real_a, fake_b], 1).detach()), False)
-  loss_d_real = gan_loss(net_d(torch.cat([real_a, real_b], 1)), True)
-  ((loss_d_fake + loss_d_real) * 0.5).backward()
-  d_grads = {k: p.grad.clone() for k, p in net_d.named_parameters()}
-  opt_d.step()
-  for p in net_d.parameters():
-    p.requires_grad_(False)
-  opt_g.zero_grad()
-  loss_g_gan = gan_loss(net_d(torch.cat([real_a, fake_b], 1)), True)
-  loss_g_l1 = torch.nn.functional.l1_loss(fake_b, real_b) * lambda_l1
-  (loss_g_gan + loss_g_l1).backward()
-  g_grads = {k: p.grad.clone() for k, p in net_g.named_parameters()}
-  opt_g.step()
-  losses = dict(g_gan=loss_g_gan.item(), g_l1=loss_g_l1.item(), d_real=loss_d_real.item(),
-                d_fake=loss_d_fake.item())
-  return losses, g_grads, d_grads
-
-
 @pytest.mark.parametrize("gan_mode", ["vanilla", "wgangp"])
 def test_training_steps_match_the_authors(gan_mode):
-def test_training_steps_match_the_authors():
   """Identical weights and batches, dropout off: G and D parameters and BatchNorm running
   statistics after 1 and 3 steps of the authors' update order. wgangp runs with the default
   loss.lambda_gp = 0: their Pix2PixModel with --gan_mode wgangp adds no gradient penalty.
