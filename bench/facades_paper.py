@@ -90,6 +90,29 @@ def train_seconds(workdir: pathlib.Path) -> dict:
           "sec_per_step": seconds / previous if previous else None}
 
 
+def results_markdown(record: dict) -> str:
+  """The run's numbers as Markdown for docs/results.md: plan, times, evaluations, final."""
+  launches = record["launches"]
+  active = sum(l["seconds"] for l in launches)
+  lines = [
+      "| | |", "|---|---|",
+      f"| date | {record['date']} |",
+      f"| machine | {record['machine']} |",
+      f"| training | {record['steps']:,} steps at batch 1 = {record['epochs']:g} epochs "
+      f"({record['plan']['n_epochs']} at lr 2e-4, {record['plan']['n_epochs_decay']} of linear "
+      "decay to 0, the paper's 100 + 100 compressed) |",
+      f"| wall time | {active / 3600:.2f} h over {len(launches)} launches (resumed each time "
+      f"from its checkpoint); {record['logged_train_seconds'] / 3600:.2f} h in logged training "
+      f"intervals: {record['sec_per_step']:.2f} s/step on average |",
+      "", "| step | epoch | L1 ↓ | PSNR dB ↑ | SSIM ↑ |", "|---|---|---|---|---|"]
+  lines += [f"| {r['step']:,} | {r['step'] / STEPS_PER_EPOCH:.1f} | {r['l1']:.4f} | "
+            f"{r['psnr']:.2f} | {r['ssim']:.4f} |" for r in record["eval_during_training"]]
+  for mode, r in record["final"].items():
+    lines.append(f"| **{record['steps']:,}, final, {mode} mode** | {record['epochs']:g} | "
+                 f"**{r['l1']:.4f}** | **{r['psnr']:.2f}** | **{r['ssim']:.4f}** |")
+  return "\n".join(lines) + "\n"
+
+
 def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--workdir", default=str(REPO / "runs" / "facades_paper"))
@@ -101,7 +124,13 @@ def main():
                       help="expected seconds per step on this machine, to turn hours into steps")
   parser.add_argument("--steps", type=int, default=0, help="exact steps (overrides --hours)")
   parser.add_argument("--eval_points", type=int, default=6, help="val evaluations in training")
+  parser.add_argument("--report_only", action="store_true",
+                      help="print the Markdown of a finished run's paper_run.json and exit")
   args = parser.parse_args()
+  if args.report_only:
+    record = json.loads((pathlib.Path(args.workdir) / "paper_run.json").read_text())
+    print(results_markdown(record))
+    return
 
   from absl import logging
   logging.set_verbosity(logging.INFO)
@@ -154,11 +183,7 @@ def main():
   })
   record_path.write_text(json.dumps(record, indent=1))
   print(json.dumps(record, indent=1))
-  print("\n| step | L1 ↓ | PSNR dB ↑ | SSIM ↑ |\n|---|---|---|---|")
-  for r in record["eval_during_training"]:
-    print(f"| {r['step']} | {r['l1']:.4f} | {r['psnr']:.2f} | {r['ssim']:.4f} |")
-  for m, r in final.items():
-    print(f"| final, {m} mode | {r['l1']:.4f} | {r['psnr']:.2f} | {r['ssim']:.4f} |")
+  print(results_markdown(record))
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ the same workdir resumes training (or skips it when finished) and evaluates agai
 
 Writes WORKDIR/quality.json (numbers, steps, sizes, times, machine) and, with --update_docs,
 docs/facades_sample.png (input | output | target rows from val). The results are recorded by
-hand in docs/results.md. Needs the facades at ../shared/data/facades (see configs/facades.py).
+hand in docs/results.md. Needs the facades: PIX2PIX_FACADES_DIR (see configs/facades.py).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import time
 
 from bench.common import REPO, machine_line
 
-# Val images shown in docs/facades_sample.png (file stems of ../shared/data/facades/val; these
+# Val images shown in docs/facades_sample.png (file stems of the authors' facades val split; these
 # numbers name the same buildings as in the authors' val split). Three rows keep it < 300 KB.
 SAMPLE_NAMES = ("1", "5", "51")
 
@@ -35,8 +35,8 @@ def build_config(args):
   from configs import facades
   config = facades.get_config()
   if not config.data.manual_dir:
-    raise SystemExit("error: the CMP facades are not at ../shared/data/facades beside the "
-                     "checkout; put the authors' facades folder (train/, val/) there.")
+    raise SystemExit("error: no facades: set PIX2PIX_FACADES_DIR to the authors' facades folder "
+                     "(train/, val/) or facades.tar.gz")
   d = config.data
   d.tfds_data_dir = os.path.abspath(args.tfds_data_dir)
   d.crop_size = args.crop_size

@@ -272,7 +272,7 @@ def test_translate_files_errors_name_the_file(translator, tmp_path):
 
 @pytest.mark.real_data
 @pytest.mark.skipif(not REAL_FACADES.is_dir(),
-                    reason=f"the CMP facades are not at {REAL_FACADES}")
+                    reason="the real CMP facades are not here: set PIX2PIX_FACADES_DIR")
 def test_translate_an_authors_aligned_facade(translator, tmp_path):
   path = REAL_FACADES / "val" / "1.jpg"
   written = translator.translate_files([path], tmp_path, aligned=True)

@@ -9,14 +9,14 @@ import tarfile
 
 import numpy as np
 import pytest
+
 import tensorflow_datasets as tfds
 from PIL import Image
 
+from conftest import REAL_FACADES
 from pix2pix_jax.data import folder, images, prepare, tfds_builder
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
-# The real CMP facades sit beside the checkout in CI, not on users' machines.
-REAL_FACADES = REPO_ROOT / "../shared/data/facades"
 FAKE_SPLITS = {"train": 4, "val": 2, "test": 3}
 
 
@@ -202,7 +202,7 @@ def test_prepare_cli_folder_and_error(tmp_path):
 
 @pytest.mark.real_data
 @pytest.mark.skipif(not (REAL_FACADES / "val").is_dir(),
-                    reason="real CMP facades not found at ../shared/data/facades (only beside CI's checkout)")
+                    reason="the real CMP facades are not here: set PIX2PIX_FACADES_DIR")
 def test_real_facades_val_split(tmp_path):
   # Only val (100 images) is linked into the manual dir, to keep this test short.
   (tmp_path / "manual" / "facades").mkdir(parents=True)
