@@ -28,7 +28,7 @@ import pathlib
 import time
 
 from bench.common import REPO, machine_line
-from bench.facades_quality import sample_figure
+from bench.facades_quality import evaluate_both_modes, sample_figure
 
 STEPS_PER_EPOCH = 400  # facades train: 400 images at batch 1
 # Val images shown in samples_256.png (file stems of the authors' val split).
@@ -156,18 +156,10 @@ def main():
     raise SystemExit(f"training stopped at step {summary['step']}; rerun to resume")
 
   import jax
-  from pix2pix_jax import commands
-  final = {}
-  for mode in ("paper", "eval"):
-    config.unlock()
-    config.eval_mode = mode
-    config.lock()
-    t0 = time.perf_counter()
-    result = commands.run_eval(config, str(workdir), split="val")
-    final[mode] = {k: result[k] for k in ("l1", "psnr", "ssim", "num_images", "json_path")}
-    final[mode]["seconds"] = time.perf_counter() - t0
-    if mode == "paper":
-      page, images_dir = result["page"], result["images_dir"]
+  results = evaluate_both_modes(config, workdir)
+  final = {mode: {k: r[k] for k in ("l1", "psnr", "ssim", "num_images", "json_path", "seconds")}
+           for mode, r in results.items()}
+  page, images_dir = results["paper"]["page"], results["paper"]["images_dir"]
   names = sample_figure(config, images_dir, str(workdir / "samples_256.png"), SAMPLE_NAMES)
   record.update({
       "date": datetime.date.today().isoformat(),

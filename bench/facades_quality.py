@@ -90,6 +90,20 @@ def sample_figure(config, images_dir: str, out_png: str, names=SAMPLE_NAMES) -> 
   return [n for n, _ in rows]
 
 
+def evaluate_both_modes(config, workdir) -> dict[str, dict]:
+  """The checkpoint's val metrics in paper and eval test-time modes (with seconds taken)."""
+  from pix2pix_jax import commands
+  results = {}
+  for mode in ("paper", "eval"):
+    config.unlock()
+    config.eval_mode = mode
+    config.lock()
+    t0 = time.perf_counter()
+    results[mode] = commands.run_eval(config, str(workdir), split="val")
+    results[mode]["seconds"] = time.perf_counter() - t0
+  return results
+
+
 def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--workdir", default=str(REPO / "runs" / "facades_quality"))
@@ -122,15 +136,8 @@ def main():
     raise SystemExit(f"training stopped at step {summary['step']}; relaunch to resume")
 
   import jax
-  from pix2pix_jax import commands, inference  # after training: a long run need not wait
-  results = {}
-  for mode in ("paper", "eval"):
-    config.unlock()
-    config.eval_mode = mode
-    config.lock()
-    t0 = time.perf_counter()
-    results[mode] = commands.run_eval(config, str(workdir), split="val")
-    results[mode]["seconds"] = time.perf_counter() - t0
+  from pix2pix_jax import inference  # after training: a long run need not wait
+  results = evaluate_both_modes(config, workdir)
 
   translator = inference.load(str(workdir), config=config)
   g_params = models.count_params(translator.g_params)
