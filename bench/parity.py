@@ -20,7 +20,7 @@ round-off and shows how fast the game amplifies it.
 Writes docs/parity.png and the part of docs/parity.md below its `GENERATED_MARKER` with
 --update_docs (the list of deliberate differences above it is kept), else only prints the
 numbers.
-Needs torch (pip install '.[torch]') and the facades at ../shared/data/facades.
+Needs torch (pip install '.[torch]') and the facades folder named by PIX2PIX_FACADES_DIR.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import os
 import pathlib
 import platform
 import sys
@@ -44,7 +45,7 @@ from configs import default
 from pix2pix_jax import convert, models, state as state_lib, train
 from tests import torch_reference
 
-FACADES = REPO.parent / "shared" / "data" / "facades"
+FACADES = pathlib.Path(os.environ.get("PIX2PIX_FACADES_DIR") or "/nonexistent/facades")
 
 LOSSES = ("g_gan", "g_l1", "d_real", "d_fake")
 
