@@ -31,6 +31,8 @@ import subprocess
 import sys
 import time
 
+from bench.common import direct_flops, write_section
+
 REPO = pathlib.Path(__file__).resolve().parents[1]
 IMPLS = ("auto", "cpu_tuned")
 DTYPES = ("float32", "bfloat16")
@@ -137,29 +139,6 @@ def _compile_variant(impl: str, dtype: str, batch: int) -> dict:
   compiled = experiment.compile_train_step()
   return {"experiment": experiment, "compiled": compiled,
           "compile_s": time.perf_counter() - t0, "forms": experiment.conv_forms}
-
-
-def _model_flops(batch: int) -> float | None:
-  """FLOPs of one step with every convolution direct: XLA:CPU's count for conv_impl="xla".
-
-  Counted on the CPU lowering because GPU cost analyses leave out convolutions run as library
-  calls (cuDNN).
-  """
-  import jax
-  import jax.numpy as jnp
-  from pix2pix_jax import models, state as state_lib, train
-  config = _paper_config("xla", "float32", batch)
-  generator, discriminator = models.make_generator(config), models.make_discriminator(config)
-  g_tx, d_tx = (state_lib.make_optimizer(config, 400) for _ in range(2))
-  size = config.data.crop_size
-  abstract = jax.eval_shape(lambda: state_lib.create_train_state(
-      config, generator, discriminator, g_tx, d_tx, (size, size), 3, 3))
-  spec = {k: jax.ShapeDtypeStruct((batch, size, size, 3), jnp.float32) for k in ("A", "B")}
-  step = train.bind_train_step(config, generator, discriminator, g_tx, d_tx)
-  lowered = jax.jit(step).trace(abstract, spec).lower(lowering_platforms=("cpu",))
-  cost = lowered.cost_analysis()
-  cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-  return float(cost["flops"]) if cost and "flops" in cost else None
 
 
 def _time_variant(variant: dict, min_seconds: float = 2.0, max_steps: int = 200) -> dict:
@@ -292,7 +271,7 @@ def main():
   record["peaks"] = {d: _peak(record["device"], d) for d in DTYPES}
   print(record["device"], record["versions"], flush=True)
   batches = [int(b) for b in args.batches.split(",")]
-  flops = {b: _model_flops(b) for b in batches}
+  flops = {b: direct_flops(_paper_config("xla", "float32", b)) for b in batches}
   record["model_gflop_per_image"] = flops[batches[0]] and flops[batches[0]] / batches[0] / 1e9
   variants = [(impl, dtype, b) for impl in args.impls.split(",") for dtype in DTYPES
               for b in batches]
@@ -342,8 +321,7 @@ def main():
   (out / "accelerator.md").write_text(markdown)
   (out / "accelerator.json").write_text(json.dumps(record, indent=1, default=str))
   if args.write:
-    from bench.common import write_section
-    write_section("Accelerator", markdown)
+        write_section("Accelerator", markdown)
   sys.stdout.flush()
   os._exit(0)  # without waiting for abandoned compilations
 

@@ -49,3 +49,31 @@ def write_section(title: str, body: str, path: pathlib.Path = DOCS) -> None:
     text = text.rstrip() + f"\n\n## {title}\n\n{block}\n"
   path.parent.mkdir(parents=True, exist_ok=True)
   path.write_text(text)
+
+
+def direct_flops(config) -> float | None:
+  """FLOPs of one training step of `config` with every convolution computed directly.
+
+  XLA:CPU's cost analysis of the step with XLA's own convolutions (`model.conv_impl="xla"`),
+  lowered for the CPU whatever the backend: the model's arithmetic, as PyTorch computes it
+  (GPU cost analyses leave out convolutions run as library calls, cuDNN).
+  """
+  import jax
+  import jax.numpy as jnp
+  from pix2pix_jax import models, state as state_lib, train
+  config = config.copy_and_resolve_references()
+  config.model.conv_impl = "xla"
+  generator, discriminator = models.make_generator(config), models.make_discriminator(config)
+  g_tx, d_tx = (state_lib.make_optimizer(config, 400) for _ in range(2))
+  h = config.data.crop_size
+  w = round(h * config.data.aspect_ratio)
+  m = config.model
+  abstract = jax.eval_shape(lambda: state_lib.create_train_state(
+      config, generator, discriminator, g_tx, d_tx, (h, w), m.input_nc, m.output_nc))
+  batch = {key: jax.ShapeDtypeStruct((config.batch_size, h, w, channels), jnp.float32)
+           for key, channels in (("A", m.input_nc), ("B", m.output_nc))}
+  step = train.bind_train_step(config, generator, discriminator, g_tx, d_tx)
+  cost = jax.jit(step).trace(abstract, batch).lower(lowering_platforms=("cpu",)).cost_analysis()
+  cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+  return float(cost["flops"]) if cost and "flops" in cost else None
+

@@ -35,7 +35,7 @@ import subprocess
 import sys
 import time
 
-from bench.common import DOCS, REPO, machine_line, write_section
+from bench.common import DOCS, REPO, direct_flops, machine_line, write_section
 PROTOCOL = "@@"  # prefix of the workers' protocol lines on stdout; anything else is a log line
 QUIET = 0.10  # a round is quiet when other processes used < 10% of the machine in both blocks
 IMAGE_SIZE = 256
@@ -140,21 +140,6 @@ def xla_flops(stage) -> float:
   cost = stage.cost_analysis()
   cost = cost[0] if isinstance(cost, (list, tuple)) else cost
   return float(cost.get("flops", 0.0))
-
-
-def direct_flops(config) -> float:
-  """FLOPs of the step with every convolution computed directly, as PyTorch computes it.
-
-  XLA's cost analysis of the same step with XLA's own convolutions (`model.conv_impl="xla"`):
-  the model's arithmetic, which both frameworks' GFLOP/s are measured against (our compiled
-  CPU step executes fewer FLOPs, reported separately).
-  """
-  from pix2pix_jax import loop
-  config = config.copy_and_resolve_references()
-  config.model.conv_impl = "xla"
-  experiment = loop.Experiment(config, num_train_examples=400)
-  return xla_flops(experiment.train_step.lower(experiment.abstract_state,
-                                               experiment.batch_spec()))
 
 
 def jax_worker(batch_size: int, warmup: int) -> None:
