@@ -67,27 +67,19 @@ def build_config(args, run_plan: dict):
   return config
 
 
-def eval_history(workdir: pathlib.Path) -> list[dict]:
-  """The periodic val evaluations logged during training (metrics.jsonl)."""
-  path = workdir / "metrics.jsonl"
-  if not path.exists():
-    return []
-  records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-  return [{k: r[k] for k in ("step", "l1", "psnr", "ssim")} for r in records
-          if r.get("kind") == "eval"]
-
-
-def train_seconds(workdir: pathlib.Path) -> dict:
-  """Wall time and mean seconds per step of the logged training intervals, over all launches."""
-  path = workdir / "metrics.jsonl"
-  records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-  train = [r for r in records if r.get("kind") == "train"]
+def logged_history(workdir: pathlib.Path) -> dict:
+  """From metrics.jsonl (`plots.read_metrics`, robust to resumed runs): the val evaluations
+  during training, and the wall time and mean seconds per step of the logged intervals."""
+  from pix2pix_jax import plots
+  train, evals = plots.read_metrics(workdir / "metrics.jsonl")
   seconds, previous = 0.0, 0
   for r in train:
     seconds += (r["step"] - previous) / r["steps_per_sec"]
     previous = r["step"]
   return {"logged_train_seconds": seconds,
-          "sec_per_step": seconds / previous if previous else None}
+          "sec_per_step": seconds / previous if previous else None,
+          "eval_during_training": [{k: r[k] for k in ("step", "l1", "psnr", "ssim")}
+                                   for r in evals]}
 
 
 def results_markdown(record: dict) -> str:
@@ -167,8 +159,7 @@ def main():
       "steps": summary["step"],
       "epochs": summary["step"] / STEPS_PER_EPOCH,
       "wall_seconds": sum(l["seconds"] for l in record["launches"]),
-      **train_seconds(workdir),
-      "eval_during_training": eval_history(workdir),
+      **logged_history(workdir),
       "final": final,
       "page": page,
       "samples": {"png": str(workdir / "samples_256.png"), "names": names},
