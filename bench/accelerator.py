@@ -321,7 +321,7 @@ def main():
   (out / "accelerator.md").write_text(markdown)
   (out / "accelerator.json").write_text(json.dumps(record, indent=1, default=str))
   if args.write:
-        write_section("Accelerator", markdown)
+    write_section("Accelerator", markdown)
   sys.stdout.flush()
   os._exit(0)  # without waiting for abandoned compilations
 

@@ -4,24 +4,20 @@
 
 Measures decode + the authors' augmentation (resize 286, random crop 256, flip) + batching
 through grain, for the synthetic source, the real facades as a JPEG folder, and the same
-prepared as TFDS array_record (when PIX2PIX_FACADES_DIR names the authors' facades folder), and prints a Markdown table;
-`--write` puts it into docs/benchmarks.md (section "Input pipeline"). Compare with the training
+prepared as TFDS array_record (when PIX2PIX_FACADES_DIR names the authors' facades folder), and
+prints a Markdown table; `--write` puts it into docs/benchmarks.md (section "Input pipeline"). Compare with the training
 step rate in the same file: the pipeline must never be the bottleneck.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
-import pathlib
 import tempfile
 import time
 
-from bench.common import machine_line, write_section
+from bench.common import FACADES, machine_line, write_section
 from configs import default
 from pix2pix_jax.data import pipeline
-
-FACADES = pathlib.Path(os.environ.get("PIX2PIX_FACADES_DIR") or "/nonexistent/facades")
 
 
 def _config(threads: int, batch: int):

@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import os
 import pathlib
 import platform
 import sys
@@ -40,12 +39,10 @@ import numpy as np
 import torch
 from PIL import Image
 
-from bench.common import REPO
+from bench.common import FACADES, REPO
 from configs import default
 from pix2pix_jax import convert, models, state as state_lib, train
 from tests import torch_reference
-
-FACADES = pathlib.Path(os.environ.get("PIX2PIX_FACADES_DIR") or "/nonexistent/facades")
 
 LOSSES = ("g_gan", "g_l1", "d_real", "d_fake")
 

@@ -100,4 +100,3 @@ def torch_semantics_conv_transpose(x, kernel):
     for kw in range(k):
       out[:, kh:kh + 2 * h:2, kw:kw + 2 * w:2] += x @ kernel[kh, kw]
   return out[:, 1:2 * h + 1, 1:2 * w + 1]
-

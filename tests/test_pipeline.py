@@ -238,7 +238,8 @@ def test_max_dataset_size_keeps_the_authors_first_files(protocol_folder):
     pipeline.get_source(tiny_config(**{"data.max_dataset_size": -1}), "train")
 
 
-@pytest.mark.skipif(not (REAL_FACADES / "val").is_dir(), reason="the real CMP facades are not here: set PIX2PIX_FACADES_DIR")
+@pytest.mark.skipif(not (REAL_FACADES / "val").is_dir(),
+                    reason="the real CMP facades are not here: set PIX2PIX_FACADES_DIR")
 def test_real_facades_val_first_50_as_the_authors():
   config = tiny_config(**{"data.dataset": "folder", "data.data_dir": str(REAL_FACADES),
                           "eval_batch_size": 1})
