@@ -29,8 +29,12 @@ def get_config() -> ml_collections.ConfigDict:
   # --max_dataset_size; 0 = all). Training, evaluation and sample splits alike, as theirs.
   data.max_dataset_size = 0
   data.num_synthetic = 400  # examples in the synthetic dataset (same count as facades train)
-  data.num_threads = 2  # decoding/augmentation threads per process
-  data.prefetch = 4  # batches prefetched per process
+  # Worker processes decoding and augmenting training batches (grain): "auto" = none on a
+  # CPU-only host (threads of the training process), one per core (at most 8) on GPU/TPU hosts.
+  # Batches are the same whatever the number.
+  data.num_workers = ml_collections.FieldReference("auto", field_type=object)
+  data.num_threads = 2  # reading threads per process (per worker process with workers)
+  data.prefetch = 4  # batches read ahead per process (per worker process with workers)
   data.skip_bad_images = False  # skip (and count) undecodable images instead of failing
 
   # ---- Model
@@ -80,6 +84,10 @@ def get_config() -> ml_collections.ConfigDict:
   config.num_train_steps = -1  # -1: (n_epochs + n_epochs_decay) epochs
   config.compute_dtype = "float32"  # float32 | bfloat16 (parameters and optimiser stay float32)
   config.deterministic = False  # deterministic XLA kernels on GPU (slower)
+  # JAX's persistent compilation cache: a later launch of the same programs on this host reads
+  # them instead of compiling again. "default" = $JAX_COMPILATION_CACHE_DIR or the per-user
+  # ~/.cache/pix2pix_jax/jax_compilation_cache; a path (e.g. shared by a pod's hosts); "" = off.
+  config.compilation_cache_dir = "default"
 
   # ---- Logging, samples, evaluation, checkpoints (intervals in steps; 0 = never)
   config.log_every_steps = 100

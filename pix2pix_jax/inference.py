@@ -51,7 +51,7 @@ TEST_TIME_KEYS = (
     "seed", "eval_mode", "eval_batch_size", "num_samples", "compute_dtype", "deterministic",
     "data.dataset", "data.data_dir", "data.tfds_data_dir", "data.manual_dir", "data.eval_split",
     "data.num_synthetic", "data.num_threads", "data.prefetch", "data.skip_bad_images",
-    "num_test", "model.conv_impl")
+    "num_test", "model.conv_impl", "compilation_cache_dir")
 
 
 # ---------------------------------------------------------------------------- loading a run

@@ -6,6 +6,7 @@ logs, samples and the results page; every process takes part in checkpointing.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -91,6 +92,11 @@ def _format_eta(seconds: float) -> str:
   return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s"
 
 
+# jax.transfer_guard_device_to_host level of the loop's hot path: "allow"; the tests set
+# "disallow" to prove that steps between log, sample, eval and checkpoint steps copy nothing
+# back to the host.
+HOT_PATH_TRANSFERS = "allow"
+
 INIT_COMPILER_OPTIONS = {"xla_cpu_scheduler_type": "CPU_SCHEDULER_TYPE_MEMORY_OPTIMIZED"}
 
 
@@ -128,7 +134,8 @@ class Experiment:
     # default schedule computes every parameter's random counters before any normal draw (290
     # MB of temporaries for unet_256); the memory-optimised one draws parameter by parameter
     # (~0 MB), with the same values and time. Other backends ignore the option.
-    init = self._init.lower().compile(compiler_options=INIT_COMPILER_OPTIONS)
+    with platform.compile_log("the initialisation"):
+      init = self._init.lower().compile(compiler_options=INIT_COMPILER_OPTIONS)
     platform.release_free_host_memory()
     state = jax.block_until_ready(init())
     platform.release_free_host_memory()
@@ -155,7 +162,8 @@ class Experiment:
     self.conv_forms = kernels.describe(forms, self.config.model.get("conv_impl", "auto"),
                                        self.mesh.devices.flat[0].platform)
     logging.info("Convolutions: %s", self.conv_forms)
-    compiled = lowered.compile()
+    with platform.compile_log("the train step"):
+      compiled = lowered.compile()
     platform.release_free_host_memory()
     return compiled
 
@@ -327,11 +335,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   """
   check_loop_config(config)
   # Caught from the start, so that a signal during start-up or the last save is not fatal.
-  with _StopRequest() as stop:
-    return _train(config, pathlib.Path(workdir).absolute(), stop)
+  with _StopRequest() as stop, contextlib.ExitStack() as cleanup:
+    return _train(config, pathlib.Path(workdir).absolute(), stop, cleanup)
 
 
-def _train(config, workdir_path: pathlib.Path, stop: _StopRequest) -> dict[str, Any]:
+def _train(config, workdir_path: pathlib.Path, stop: _StopRequest,
+           cleanup: contextlib.ExitStack) -> dict[str, Any]:
   main = parallel.is_main_process()
   if main:
     checkpointing.check_writable(workdir_path)
@@ -353,9 +362,14 @@ def _train(config, workdir_path: pathlib.Path, stop: _StopRequest) -> dict[str, 
   ckpt = checkpointing.Checkpointer(workdir_path / "checkpoints",
                                     max_to_keep=config.max_to_keep,
                                     keep_every_steps=config.keep_every_steps, config=config_dict)
-  train_iter = pipeline.make_train_iterator(config, train_source,
-                                            process_index=jax.process_index(),
-                                            process_count=jax.process_count())
+  # Each batch is placed on the devices one step ahead, while the previous step runs.
+  train_iter = pipeline.make_train_iterator(
+      config, train_source, process_index=jax.process_index(),
+      process_count=jax.process_count(), backend=jax.default_backend(),
+      place=lambda local: parallel.global_batch(local, exp.batch_sharding))
+  cleanup.callback(train_iter.close)  # stops worker processes, however the run ends
+  if train_iter.num_workers:
+    logging.info("Input pipeline: %d worker processes", train_iter.num_workers)
   restored = ckpt.restore_latest(exp.abstract_state, train_iter, set_aside_damaged=True)
   if restored is None:
     state, start = exp.init_state(), 0
@@ -411,17 +425,18 @@ def _train(config, workdir_path: pathlib.Path, stop: _StopRequest) -> dict[str, 
       logging.warning("Received %s before the first step; exiting without training. "
                       "Relaunch the same command to resume.", stop.signal_name)
       break
-    local = next(train_iter)
-    batch = parallel.global_batch({"A": local["A"], "B": local["B"]}, exp.batch_sharding)
-    state, metrics = train_step(state, batch)
-    step += 1
+    # The hot path: nothing here waits for the devices or copies from them (metrics stay on
+    # the devices until a log step), so the host runs ahead and the devices never idle.
+    with jax.transfer_guard_device_to_host(HOT_PATH_TRANSFERS):
+      state, metrics = train_step(state, next(train_iter))
+      step += 1
+      pending.append((step, metrics))
+      is_last = step == exp.total_steps
+      checkpoint_now = every(config.checkpoint_every_steps, step) or is_last
+      preempted = bool(stop.signal_name) or ckpt.reached_preemption(step)
     if step == start + 1:  # run once: give back what its first run's set-up freed
       jax.block_until_ready(state)
       platform.release_free_host_memory()
-    pending.append((step, metrics))
-    is_last = step == exp.total_steps
-    checkpoint_now = every(config.checkpoint_every_steps, step) or is_last
-    preempted = bool(stop.signal_name) or ckpt.reached_preemption(step)
     if every(config.log_every_steps, step) or checkpoint_now or preempted:
       records = _host_metrics(pending)
       pending = []

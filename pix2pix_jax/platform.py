@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import collections
+import contextlib
 import ctypes
 import logging as std_logging
 import os
+import tempfile
+import time
 
 import jax
 from absl import logging
@@ -29,8 +33,8 @@ def _add_xla_flag(flag: str) -> bool:
 
 
 def configure(config=None) -> None:
-  """Random bits independent of sharding; `DEFAULT_XLA_FLAGS`; deterministic GPU kernels when
-  the config asks.
+  """Random bits independent of sharding; `DEFAULT_XLA_FLAGS`; the persistent compilation cache
+  (`configure_compilation_cache`); deterministic GPU kernels when the config asks.
 
   `config.deterministic` adds `--xla_gpu_deterministic_ops=true` to XLA_FLAGS: XLA:GPU then
   uses deterministic implementations of scatter, reductions, matrix products and convolutions
@@ -39,6 +43,8 @@ def configure(config=None) -> None:
   ignore it. What it costs: docs/reproducibility.md.
   """
   jax.config.update("jax_threefry_partitionable", True)
+  configure_compilation_cache(
+      DEFAULT_CACHE if config is None else config.get("compilation_cache_dir", DEFAULT_CACHE))
   started = _backend_started()
   for flag in DEFAULT_XLA_FLAGS:
     _add_xla_flag(flag)
@@ -48,6 +54,83 @@ def configure(config=None) -> None:
                       "not see --xla_gpu_deterministic_ops in this process.")
     logging.info("Deterministic XLA:GPU kernels requested (XLA_FLAGS=%s)",
                  os.environ["XLA_FLAGS"])
+
+
+# ---------------------------------------------------------------------------- compilation cache
+
+# `config.compilation_cache_dir` value for the per-user folder (or JAX_COMPILATION_CACHE_DIR).
+DEFAULT_CACHE = "default"
+# The jax.monitoring events of JAX's persistent compilation cache.
+_CACHE_REQUEST = "/jax/compilation_cache/compile_requests_use_cache"
+_CACHE_HIT = "/jax/compilation_cache/cache_hits"
+
+
+def compilation_cache_path(setting: str) -> str:
+  """The folder `config.compilation_cache_dir` names; "" when the cache is off.
+
+  "default": JAX_COMPILATION_CACHE_DIR when set, else the per-user cache folder
+  ($XDG_CACHE_HOME or ~/.cache)/pix2pix_jax/jax_compilation_cache, on this host.
+  """
+  if setting == DEFAULT_CACHE:
+    if os.environ.get("JAX_COMPILATION_CACHE_DIR"):
+      return os.environ["JAX_COMPILATION_CACHE_DIR"]
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "pix2pix_jax", "jax_compilation_cache")
+  return os.path.expanduser(setting) if setting else ""
+
+
+def _unusable(path: str) -> str:
+  """Why `path` cannot hold the cache ("" when it can): it must be a writable folder."""
+  try:
+    os.makedirs(path, exist_ok=True)
+    with tempfile.TemporaryFile(dir=path):
+      pass
+  except OSError as e:
+    return f"{type(e).__name__}: {e.strerror or e}"
+  return ""
+
+
+def configure_compilation_cache(setting: str = DEFAULT_CACHE) -> str:
+  """Turns JAX's persistent compilation cache on in the folder `setting` names ("" = off).
+
+  A launch that compiles a program this host has compiled before (the same step, shapes, JAX
+  and XLA flags) reads the executable instead of compiling it again; on GPU, XLA's autotuning
+  results are kept there too. A folder that cannot be written is reported and the run compiles
+  as usual (JAX itself warns about, and skips, an entry it cannot read). Returns the folder
+  used ("" when off).
+  """
+  path = compilation_cache_path(setting)
+  if path and (problem := _unusable(path)):
+    logging.warning("The compilation cache folder %s cannot be used (%s); compiling without "
+                    "it. Set --config.compilation_cache_dir to a writable folder, or to '' to "
+                    "turn the cache off.", path, problem)
+    path = ""
+  jax.config.update("jax_compilation_cache_dir", path or None)
+  if path:
+    logging.info("Compilation cache: %s", path)
+  return path
+
+
+@contextlib.contextmanager
+def compile_log(what: str):
+  """Logs how long compiling `what` took inside the block and whether the cache served it."""
+  events = collections.Counter()
+  listener = lambda event, **kwargs: events.update([event])
+  jax.monitoring.register_event_listener(listener)
+  start = time.perf_counter()
+  try:
+    yield events
+  finally:
+    jax.monitoring.unregister_event_listener(listener)
+  seconds = time.perf_counter() - start
+  requests, hits = events[_CACHE_REQUEST], events[_CACHE_HIT]
+  if not requests:
+    source = "compilation cache off"
+  elif hits == requests:
+    source = "compilation cache hit"
+  else:
+    source = "compilation cache miss" + (f", {hits} of {requests} hits" if hits else "")
+  logging.info("Compiled %s in %.1f s (%s)", what, seconds, source)
 
 
 def release_free_host_memory() -> None:

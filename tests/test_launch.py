@@ -17,9 +17,17 @@ def _train_steps(workdir):
   return [json.loads(l)["step"] for l in lines if json.loads(l)["kind"] == "train"]
 
 
+def _compile_line(result) -> str:
+  return next(line for line in result.stderr.splitlines() if "Compiled the train step" in line)
+
+
 def test_launch_trains_writes_outputs_and_resumes(tmp_path):
   workdir = tmp_path / "run"
-  result = run_launch(workdir, "--config.num_train_steps=3")
+  # A cache of this test's own; every program is written to it, however fast it compiles.
+  cache = (f"--config.compilation_cache_dir={tmp_path / 'cache'}",)
+  env = {"JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0"}
+  result = run_launch(workdir, "--config.num_train_steps=3", *cache, env_extra=env)
+  assert "(compilation cache miss)" in _compile_line(result)
   assert (workdir / "checkpoints" / "3").is_dir()
   assert (workdir / "samples" / "step_00000003.png").is_file()
   assert (workdir / "index.html").is_file()
@@ -27,9 +35,11 @@ def test_launch_trains_writes_outputs_and_resumes(tmp_path):
   assert _train_steps(workdir) == [2, 3]
   assert "Results page" in result.stderr and str(workdir) in result.stderr
 
-  # Relaunching with a longer schedule continues from step 3 instead of restarting.
-  result = run_launch(workdir, "--config.num_train_steps=6")
+  # Relaunching with a longer schedule continues from step 3 instead of restarting, and reads
+  # the compiled train step from the cache.
+  result = run_launch(workdir, "--config.num_train_steps=6", *cache, env_extra=env)
   assert "Resumed from checkpoint 3" in result.stderr
+  assert "(compilation cache hit)" in _compile_line(result)
   assert _train_steps(workdir) == [2, 3, 4, 6]
   assert (workdir / "checkpoints" / "6").is_dir()
   eval_lines = [json.loads(l) for l in (workdir / "metrics.jsonl").read_text().splitlines()

@@ -137,6 +137,72 @@ def test_iterator_state_resumes_at_the_next_batch():
     np.testing.assert_array_equal(next(it2)["A"], e)
 
 
+def _synthetic_iterator(num_workers, **kwargs):
+  config = tiny_config(**{"data.num_workers": num_workers, "data.prefetch": 2})
+  return pipeline.make_train_iterator(config, pipeline.get_source(config, "train"), **kwargs)
+
+
+def _take(iterator, n):
+  batches = [next(iterator) for _ in range(n)]
+  return np.stack([np.concatenate([b["A"], b["B"]], -1) for b in batches])
+
+
+def test_batches_and_positions_are_the_same_whatever_the_number_of_workers():
+  # Worker processes read interleaved positions and the position is the whole state: a run
+  # saved with two workers resumes in-process (and the other way round) on the same stream.
+  expected = _take(_synthetic_iterator(0), 7)
+  two = _synthetic_iterator(2)
+  assert two.num_workers == 2
+  np.testing.assert_array_equal(_take(two, 4), expected[:4])
+  saved = two.get_state()
+  two.close()
+  assert saved == b'{\n    "next_index": 4\n}'  # grain's in-process iterator's format
+  in_process = _synthetic_iterator(0)
+  in_process.set_state(saved)
+  np.testing.assert_array_equal(_take(in_process, 3), expected[4:])
+  one = _synthetic_iterator(1)
+  one.set_state({"next_index": 5})
+  np.testing.assert_array_equal(_take(one, 2), expected[5:])
+  one.close()
+
+
+def test_placed_ahead_but_the_state_counts_the_batches_handed_out():
+  placed = []
+
+  def place(batch):
+    placed.append(batch)
+    return {"placed": len(placed)}
+
+  iterator = _synthetic_iterator(0, place=place, ahead=1)
+  assert [next(iterator)["placed"] for _ in range(3)] == [1, 2, 3]
+  assert len(placed) == 4  # the next batch is already placed
+  assert iterator.get_state() == b'{\n    "next_index": 3\n}'
+  iterator.set_state(iterator.get_state())  # drops the batch placed ahead; reads it again
+  assert next(iterator)["placed"] == 5
+  np.testing.assert_array_equal(placed[4]["A"], placed[3]["A"])
+
+
+def test_num_workers_auto_uses_processes_only_beside_accelerators():
+  assert pipeline.resolve_num_workers("auto", "cpu") == 0
+  assert 1 <= pipeline.resolve_num_workers("auto", "gpu") <= 8
+  assert pipeline.resolve_num_workers("3", "tpu") == 3  # the text a saved config's override has
+  for bad in (-1, "many", 1.5, True):
+    with pytest.raises(ValueError, match=r"--config.data.num_workers must be 'auto' or an "):
+      pipeline.resolve_num_workers(bad, "cpu")
+
+
+def test_arrays_in_the_wanted_form_skip_pil_with_the_same_values():
+  rng = np.random.default_rng(0)
+  rgb = rng.integers(0, 256, (6, 5, 3), dtype=np.uint8)
+  grey = rng.integers(0, 256, (6, 5), dtype=np.uint8)
+  rgba = rng.integers(0, 256, (6, 5, 4), dtype=np.uint8)
+  for image in (rgb, grey, rgba):
+    for channels, mode in ((3, "RGB"), (1, "L")):
+      np.testing.assert_array_equal(pipeline._channels(image, channels),
+                                    np.asarray(Image.fromarray(image).convert(mode)))
+  assert pipeline._channels(rgb, 3) is rgb and pipeline._channels(grey, 1) is grey
+
+
 def test_too_small_split_is_a_clear_error():
   with pytest.raises(ValueError, match="fewer than one global batch"):
     pipeline.train_dataset(_GradientSource(n=2), _transform(), seed=0, global_batch=4)

@@ -128,3 +128,20 @@ def test_works_as_a_grain_source():
   batch = next(iter(dataset.shuffle(seed=0).batch(3).to_iter_dataset()))
   assert batch["a"].shape == (3, 32, 32, 3)
   assert batch["b"].dtype == np.uint8
+
+
+def test_rendered_once_equals_the_lazy_source():
+  source = SyntheticFacades(5, 32, seed=3)
+  rendered = source.rendered()
+  assert len(rendered) == 5 and rendered.names == source.names
+  for index in (0, 4, -1, np.int64(2)):
+    lazy, kept = source[index], rendered[index]
+    assert kept["name"] == lazy["name"]
+    np.testing.assert_array_equal(kept["a"], lazy["a"])
+    np.testing.assert_array_equal(kept["b"], lazy["b"])
+  with pytest.raises(IndexError):
+    rendered[5]
+  with pytest.raises(ValueError):  # the rendered arrays are shared, never written
+    rendered[0]["a"][0, 0] = 0
+  restored = pickle.loads(pickle.dumps(rendered))
+  np.testing.assert_array_equal(restored[1]["b"], source[1]["b"])

@@ -23,6 +23,8 @@ import grain
 import numpy as np
 from PIL import Image
 
+from pix2pix_jax.data.iterator import TrainIterator, resolve_num_workers
+
 PREPROCESS_MODES = ("resize_and_crop", "crop", "scale_width", "scale_width_and_crop", "none")
 DIRECTIONS = ("AtoB", "BtoA")
 TFDS_DATASETS = ("facades", "maps", "cityscapes", "edges2shoes", "edges2handbags", "night2day")
@@ -82,17 +84,15 @@ class Transform:
     a, b = example["a"], example["b"]
     if self.direction == "BtoA":
       a, b = b, a
-    img_in = Image.fromarray(a).convert("L" if self.input_nc == 1 else "RGB")
-    img_out = Image.fromarray(b).convert("L" if self.output_nc == 1 else "RGB")
-    if img_in.size != img_out.size:
+    x_in, x_out = _channels(a, self.input_nc), _channels(b, self.output_nc)
+    if x_in.shape[:2] != x_out.shape[:2]:
       raise ValueError(f"{example.get('name', '?')}: A and B differ in size "
-                       f"({img_in.size} vs {img_out.size})")
-    w, h = img_in.size
+                       f"({x_in.shape[1]}×{x_in.shape[0]} vs {x_out.shape[1]}×{x_out.shape[0]})")
+    h, w = x_in.shape[:2]
     new_w, new_h = self._target_size(w, h)
     if (new_w, new_h) != (w, h):
-      img_in = img_in.resize((new_w, new_h), Image.BICUBIC)
-      img_out = img_out.resize((new_w, new_h), Image.BICUBIC)
-    x_in, x_out = np.asarray(img_in), np.asarray(img_out)
+      x_in = np.asarray(Image.fromarray(x_in).resize((new_w, new_h), Image.BICUBIC))
+      x_out = np.asarray(Image.fromarray(x_out).resize((new_w, new_h), Image.BICUBIC))
     if "crop" in self.preprocess:
       ch = self.crop_size
       # The authors crop squares; a non-square aspect_ratio crops (crop_size, crop_size·ratio)
@@ -118,6 +118,16 @@ class Transform:
     if self.flip and rng is not None and rng.random() > 0.5:
       x_in, x_out = x_in[:, ::-1], x_out[:, ::-1]
     return {"A": _to_float(x_in), "B": _to_float(x_out)}
+
+
+def _channels(x: np.ndarray, channels: int) -> np.ndarray:
+  """uint8 HWC RGB (channels 3) or HW grey (channels 1), as PIL's convert("RGB" / "L") gives.
+
+  Arrays already in that form are used as they are (PIL's conversion would copy them unchanged).
+  """
+  if x.dtype == np.uint8 and (x.ndim == 3 and x.shape[-1] == 3 if channels == 3 else x.ndim == 2):
+    return x
+  return np.asarray(Image.fromarray(x).convert("L" if channels == 1 else "RGB"))
 
 
 def _to_float(x: np.ndarray) -> np.ndarray:
@@ -173,7 +183,7 @@ def _dataset_source(config, split: str):
     offset = {"train": 0, "val": 1, "test": 2}.get(split, 3)
     count = d.num_synthetic if split == "train" else max(8, d.num_synthetic // 8)
     return SyntheticFacades(count, image_size=d.load_size if "resize" in d.preprocess
-                            else d.crop_size, seed=config.seed * 10 + offset)
+                            else d.crop_size, seed=config.seed * 10 + offset).rendered()
   if name == "folder":
     from pix2pix_jax.data.folder import folder_source
     if not d.data_dir:
@@ -261,13 +271,19 @@ def train_dataset(source, transform: Transform, *, seed: int, global_batch: int,
   return ds[process_index::process_count]
 
 
-def make_train_iterator(config, source, *, process_index: int = 0, process_count: int = 1):
+def make_train_iterator(config, source, *, process_index: int = 0, process_count: int = 1,
+                        backend: str = "cpu", place=None, ahead: int = 1) -> TrainIterator:
+  """This process's training batches (see `TrainIterator`), read as `config.data` says.
+
+  `backend` (jax.default_backend()) resolves `data.num_workers="auto"`; `place`, when given,
+  runs `ahead` batches before each batch is returned (e.g. placing it on the devices).
+  """
   ds = train_dataset(source, Transform.from_config(config, train=True), seed=config.seed,
                      global_batch=config.batch_size, process_index=process_index,
                      process_count=process_count)
-  options = grain.ReadOptions(num_threads=max(1, config.data.num_threads),
-                              prefetch_buffer_size=max(1, config.data.prefetch))
-  return iter(ds.to_iter_dataset(options))
+  d = config.data
+  return TrainIterator(ds, num_workers=resolve_num_workers(d.get("num_workers", 0), backend),
+                       num_threads=d.num_threads, prefetch=d.prefetch, place=place, ahead=ahead)
 
 
 def eval_batches(config, source, batch_size: int, limit: int = 0) -> Iterator[dict[str, Any]]:

@@ -12,12 +12,12 @@ and the tests train end to end offline, with the same pairing as the real data:
 * ``"b"`` is the label map (the right half); the paper's direction for facades is BtoA.
 
 Every example is a pure function of ``(seed, index)`` through ``np.random.default_rng([seed,
-index])``; nothing is cached or shared, so the source is deterministic, thread-safe and random
-access, as ``grain.MapDataset.source`` expects.
+index])``, so the source is deterministic, thread-safe and random access, as
+``grain.MapDataset.source`` expects. A training run renders its splits once
+(``SyntheticFacades.rendered``) and augments them from memory.
 
-Rendering is vectorised numpy (slice assignments per element, masked array maths per class).
-Measured on a 2-core CPU (median of 300 pairs, the other core idle): about 7 ms per 256x256 pair,
-2.5 ms at 128 px and 1.3 ms at 64 px; roughly twice that while both cores are busy.
+Rendering is vectorised numpy (slice assignments per element, masked array maths per class);
+docs/benchmarks.md has its speed.
 """
 
 from __future__ import annotations
@@ -100,6 +100,48 @@ class SyntheticFacades:
         f"SyntheticFacades(num_examples={self.num_examples}, "
         f"image_size={self.image_size}, seed={self.seed})"
     )
+
+  def rendered(self) -> "RenderedFacades":
+    """Every example rendered now, once, and served from memory (the same arrays)."""
+    return RenderedFacades(self)
+
+
+class RenderedFacades:
+  """A `SyntheticFacades` source rendered once into two uint8 arrays.
+
+  Training visits every example once per epoch: rendering each facade again at every visit costs
+  far more than its augmentation, so a run renders its splits once and augments from memory
+  (`pipeline.get_source`). Examples are bit-identical to the lazy source's.
+  """
+
+  def __init__(self, source: SyntheticFacades):
+    self.source = source
+    n, size = len(source), source.image_size
+    self.photos = np.empty((n, size, size, 3), np.uint8)
+    self.label_maps = np.empty((n, size, size, 3), np.uint8)
+    for index in range(n):
+      example = source[index]
+      self.photos[index], self.label_maps[index] = example["a"], example["b"]
+    self.photos.setflags(write=False)
+    self.label_maps.setflags(write=False)
+
+  def __len__(self) -> int:
+    return len(self.photos)
+
+  @property
+  def names(self) -> list[str]:
+    return self.source.names
+
+  def __getitem__(self, index: int) -> dict:
+    index = operator.index(index)
+    if not -len(self) <= index < len(self):
+      raise IndexError(f"index {index} out of range for {self!r}")
+    index %= len(self)
+    return {"a": self.photos[index], "b": self.label_maps[index],
+            "name": _example_name(index)}
+
+  def __repr__(self) -> str:
+    return f"{self.source!r}, rendered"
 
 
 def _example_name(index: int) -> str:
