@@ -142,9 +142,10 @@ class Experiment:
     return state
 
   def batch_spec(self) -> dict[str, jax.ShapeDtypeStruct]:
-    """Shape, dtype and sharding of the global training batches `train_step` takes."""
+    """Shape, dtype and sharding of the global training batches: uint8 images, as the input
+    pipeline delivers them (`train_step` scales them on the devices)."""
     (h, w), m = self.image_shape, self.config.model
-    return {key: jax.ShapeDtypeStruct((self.config.batch_size, h, w, channels), jnp.float32,
+    return {key: jax.ShapeDtypeStruct((self.config.batch_size, h, w, channels), jnp.uint8,
                                       sharding=self.batch_sharding)
             for key, channels in (("A", m.input_nc), ("B", m.output_nc))}
 

@@ -22,6 +22,7 @@ import jax.numpy as jnp
 import optax
 
 from pix2pix_jax import losses
+from pix2pix_jax.data import pipeline
 from pix2pix_jax.state import TrainState
 
 Metrics = dict[str, jax.Array]
@@ -31,8 +32,12 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], *, generator: nn.
                discriminator: nn.Module, g_tx: optax.GradientTransformation,
                d_tx: optax.GradientTransformation, gan_mode: str, lambda_l1: float,
                lambda_gp: float = 0.0) -> tuple[TrainState, Metrics]:
-  """Returns the next state and this step's metrics. Pure: jit it once."""
-  real_a, real_b = batch["A"], batch["B"]
+  """Returns the next state and this step's metrics. Pure: jit it once.
+
+  `batch["A"]` (input) and `batch["B"]` (target) are NHWC images: uint8 as the input pipeline
+  reads them, or float32 already in [-1, 1].
+  """
+  real_a, real_b = unit_range(batch["A"]), unit_range(batch["B"])
   step_key = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
   dropout_key, gp_key = jax.random.split(step_key)
 
@@ -99,6 +104,14 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], *, generator: nn.
       "d_acc_fake": losses.real_accuracy(pred_fake, False, gan_mode),
   }
   return new_state, metrics
+
+
+def unit_range(images: jax.Array) -> jax.Array:
+  """uint8 images → float32 in [-1, 1] by the host's own table (bit-identical to scaling before
+  the transfer, on any backend); float images are returned unchanged."""
+  if images.dtype != jnp.uint8:
+    return images
+  return jnp.asarray(pipeline.UNIT_RANGE_OF_UINT8)[images]
 
 
 def bind_train_step(config, generator, discriminator, g_tx, d_tx):

@@ -195,3 +195,23 @@ def test_ahead_of_time_step_takes_the_pipelines_batches_and_equals_the_jitted_st
   jitted = exp.train_step(exp.init_state(), batch)
   for a, b in zip(jax.tree.leaves(ahead), jax.tree.leaves(jitted)):
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_uint8_batches_are_scaled_on_the_devices_exactly_as_on_the_host():
+  # The pipeline hands the step uint8 images; the step's result equals the step on the same
+  # images scaled to [-1, 1] on the host, bit for bit.
+  from pix2pix_jax import loop
+  from pix2pix_jax.data import pipeline
+  from pix2pix_jax.train import unit_range
+  every_value = np.arange(256, dtype=np.uint8)
+  np.testing.assert_array_equal(np.asarray(jax.jit(unit_range)(every_value)),
+                                pipeline.to_unit_range(every_value))
+  config = tiny_config()
+  exp = loop.Experiment(config, 16)
+  rng = np.random.default_rng(0)
+  uint8 = {k: rng.integers(0, 256, v.shape, dtype=np.uint8) for k, v in exp.batch_spec().items()}
+  scaled = {k: pipeline.to_unit_range(v) for k, v in uint8.items()}
+  from_uint8 = exp.train_step(exp.init_state(), uint8)
+  from_float = exp.train_step(exp.init_state(), scaled)
+  for a, b in zip(jax.tree.leaves(from_uint8), jax.tree.leaves(from_float)):
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
