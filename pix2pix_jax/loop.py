@@ -163,7 +163,7 @@ class Experiment:
     self.conv_forms = kernels.describe(forms, self.config.model.get("conv_impl", "auto"),
                                        self.mesh.devices.flat[0].platform)
     logging.info("Convolutions: %s", self.conv_forms)
-    with platform.compile_log("the train step"):
+    with platform.compile_log("the train step") as self.compile_record:
       compiled = lowered.compile()
     platform.release_free_host_memory()
     return compiled

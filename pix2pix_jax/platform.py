@@ -113,24 +113,24 @@ def configure_compilation_cache(setting: str = DEFAULT_CACHE) -> str:
 
 @contextlib.contextmanager
 def compile_log(what: str):
-  """Logs how long compiling `what` took inside the block and whether the cache served it."""
-  events = collections.Counter()
+  """Logs how long compiling `what` took inside the block and whether the cache served it.
+
+  Yields a dict that holds, after the block, "seconds" and "cache" (off | hit | miss).
+  """
+  events, record = collections.Counter(), {}
   listener = lambda event, **kwargs: events.update([event])
   jax.monitoring.register_event_listener(listener)
   start = time.perf_counter()
   try:
-    yield events
+    yield record
   finally:
     jax.monitoring.unregister_event_listener(listener)
-  seconds = time.perf_counter() - start
+  record["seconds"] = time.perf_counter() - start
   requests, hits = events[_CACHE_REQUEST], events[_CACHE_HIT]
-  if not requests:
-    source = "compilation cache off"
-  elif hits == requests:
-    source = "compilation cache hit"
-  else:
-    source = "compilation cache miss" + (f", {hits} of {requests} hits" if hits else "")
-  logging.info("Compiled %s in %.1f s (%s)", what, seconds, source)
+  record["cache"] = "off" if not requests else "hit" if hits == requests else "miss"
+  detail = f", {hits} of {requests} hits" if record["cache"] == "miss" and hits else ""
+  logging.info("Compiled %s in %.1f s (compilation cache %s%s)", what, record["seconds"],
+               record["cache"], detail)
 
 
 def release_free_host_memory() -> None:

@@ -364,12 +364,15 @@ def count_params(net: nn.Module) -> int:
 
 def authors_step(net_g: nn.Module, net_d: nn.Module, optimizer_g: torch.optim.Optimizer,
                  optimizer_d: torch.optim.Optimizer, gan_loss: GANLoss, real_a: torch.Tensor,
-                 real_b: torch.Tensor, lambda_l1: float = 100.0) -> dict[str, float]:
+                 real_b: torch.Tensor, lambda_l1: float = 100.0, *, as_floats: bool = True
+                 ) -> dict[str, float | torch.Tensor]:
   """One step of the authors' `Pix2PixModel.optimize_parameters` (models/pix2pix_model.py).
 
   Their order: G(A) once; D on (A, G(A).detach()) and (A, B), ½ of the summed losses, D step;
   then G through the updated D: GAN(D(A, G(A)), real) + λ·L1, G step. The step's gradients stay
-  on each parameter's `.grad` until the next step. Returns the four losses (L1 times λ).
+  on each parameter's `.grad` until the next step. Returns the four losses (L1 times λ) as
+  floats, or as detached tensors with `as_floats=False` (no wait for a GPU, as their training
+  loop, which reads the losses only when it prints them).
   """
   fake_b = net_g(real_a)
   # Update D.
@@ -387,5 +390,5 @@ def authors_step(net_g: nn.Module, net_d: nn.Module, optimizer_g: torch.optim.Op
   loss_g_l1 = nn.functional.l1_loss(fake_b, real_b) * lambda_l1
   (loss_g_gan + loss_g_l1).backward()
   optimizer_g.step()
-  return {"g_gan": loss_g_gan.item(), "g_l1": loss_g_l1.item(), "d_real": loss_d_real.item(),
-          "d_fake": loss_d_fake.item()}
+  losses = {"g_gan": loss_g_gan, "g_l1": loss_g_l1, "d_real": loss_d_real, "d_fake": loss_d_fake}
+  return {k: v.item() if as_floats else v.detach() for k, v in losses.items()}
