@@ -343,6 +343,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
 def _train(config, workdir_path: pathlib.Path, stop: _StopRequest,
            cleanup: contextlib.ExitStack) -> dict[str, Any]:
   main = parallel.is_main_process()
+  if jax.process_count() > 1 and platform.is_per_host_cache(config):
+    logging.warning("Each host keeps its own compilation cache, and JAX writes cache entries "
+                    "from process 0 only: the other hosts compile again at every launch. Set "
+                    "--config.compilation_cache_dir to a folder every host mounts "
+                    "(docs/scaling.md).")
   if main:
     checkpointing.check_writable(workdir_path)
     if (workdir_path / "checkpoints").is_dir():

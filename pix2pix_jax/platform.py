@@ -79,6 +79,12 @@ def compilation_cache_path(setting: str) -> str:
   return os.path.expanduser(setting) if setting else ""
 
 
+def is_per_host_cache(config) -> bool:
+  """Whether the config keeps the cache in the per-user folder of each host."""
+  return (config.get("compilation_cache_dir", DEFAULT_CACHE) == DEFAULT_CACHE
+          and not os.environ.get("JAX_COMPILATION_CACHE_DIR"))
+
+
 def _unusable(path: str) -> str:
   """Why `path` cannot hold the cache ("" when it can): it must be a writable folder."""
   try:

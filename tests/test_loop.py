@@ -73,6 +73,18 @@ def test_unusable_cache_folder_is_reported_and_compiling_goes_on(tmp_path, caplo
   assert platform.compilation_cache_path("~/c") == os.path.expanduser("~/c")
 
 
+def test_default_cache_folder_is_per_user_unless_jax_names_one(monkeypatch, tmp_path):
+  monkeypatch.delenv("JAX_COMPILATION_CACHE_DIR", raising=False)
+  monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+  assert platform.compilation_cache_path("default") == str(
+      tmp_path / "pix2pix_jax" / "jax_compilation_cache")
+  assert platform.is_per_host_cache(tiny_config())
+  assert not platform.is_per_host_cache(tiny_config(compilation_cache_dir="/shared/cache"))
+  monkeypatch.setenv("JAX_COMPILATION_CACHE_DIR", "/elsewhere")
+  assert platform.compilation_cache_path("default") == "/elsewhere"
+  assert not platform.is_per_host_cache(tiny_config())
+
+
 _COMPILE_TWICE = """
 import sys
 import jax, jax.numpy as jnp
