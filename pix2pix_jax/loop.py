@@ -131,9 +131,9 @@ class Experiment:
   def init_state(self):
     # Compiled first and its freed memory handed back before it runs, so that compilation's
     # transient memory and the new state are never resident together (as for the step). XLA:CPU's
-    # default schedule computes every parameter's random counters before any normal draw (290
-    # MB of temporaries for unet_256); the memory-optimised one draws parameter by parameter
-    # (~0 MB), with the same values and time. Other backends ignore the option.
+    # default schedule computes every parameter's random counters before any normal draw (a
+    # large block of temporaries for unet_256); the memory-optimised one draws parameter by
+    # parameter, with the same values and time (docs/benchmarks.md). Other backends ignore it.
     with platform.compile_log("the initialisation"):
       init = self._init.lower().compile(compiler_options=INIT_COMPILER_OPTIONS)
     platform.release_free_host_memory()
@@ -152,8 +152,8 @@ class Experiment:
   def compile_train_step(self):
     """`train_step` compiled ahead of time for `batch_spec()`, before any state exists.
 
-    XLA's compilation of the step takes ~0.8 GB for a moment; compiled before the state is
-    initialised or restored, and its freed memory handed back right after, that moment does not
+    XLA's compilation of the step needs a lot of memory for a moment; compiled before the state
+    is initialised or restored, and its freed memory handed back right after, that moment does not
     stack on top of the state and the step's buffers: the run's peak resident memory is then
     initialisation's or the step's (docs/benchmarks.md). The result takes exactly the arrays
     `train_step` takes.

@@ -17,7 +17,7 @@ from absl import logging
 # XLA flags every entry point sets (unless XLA_FLAGS already names them). Region analysis in
 # XLA:CPU's copy insertion lets the donated train state be updated in place: without it XLA
 # copies every parameter and Adam moment that is read by more than one operation before its
-# in-place update (the decoder's and bottleneck's largest kernels, ~190 MB for unet_256), and
+# in-place update (the decoder's and bottleneck's largest kernels, for unet_256), and
 # schedules the copies at the start of the step, so they sit under its peak. Results are bit
 # for bit the same; peak memory and time drop (docs/benchmarks.md). Other backends ignore it.
 DEFAULT_XLA_FLAGS = ("--xla_cpu_copy_insertion_use_region_analysis=true",)
@@ -144,7 +144,7 @@ def release_free_host_memory() -> None:
 
   Initialisation and XLA compilation free several hundred MB that glibc keeps in the arenas of
   the threads that used them, where the training step's threads never reuse them: trimming
-  after them cuts the steady resident memory of a unet_256 run by ~25% (docs/benchmarks.md).
+  after them cuts the steady resident memory of a unet_256 run (docs/benchmarks.md).
   Does nothing where the C library has no `malloc_trim`.
   """
   try:
