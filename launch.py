@@ -51,8 +51,8 @@ def main(argv):
   platform.quiet_library_logs()
   if FLAGS.mode == "demo":  # loads the run (or artifact) itself, from its saved config
     platform.configure()
-    from pix2pix_jax import demo
-    demo.serve(FLAGS.workdir, FLAGS.step, FLAGS.artifact, host=FLAGS.host, port=FLAGS.port)
+    from pix2pix_jax import demo_app
+    demo_app.serve(FLAGS.workdir, FLAGS.step, FLAGS.artifact, host=FLAGS.host, port=FLAGS.port)
     return
   config = commands.resolve_config(FLAGS.mode, FLAGS.workdir, FLAGS.config, step=FLAGS.step)
   platform.configure(config)

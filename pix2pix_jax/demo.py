@@ -17,7 +17,9 @@ Offline and local by default: Gradio's fonts and scripts are served from the pac
 and the run history are off, and the server binds 127.0.0.1 (`--host` to change it). Bad uploads
 (not an image, too large, an unusable mode) get a message in the page.
 
-The network-free parts (palettes, snapping, uploads, the model wrapper) import without Gradio.
+This module holds what the page does (palettes, snapping, uploads, the model wrapper) and
+imports without Gradio; `demo_app.py` is the page itself and imports this module, never the
+other way round.
 """
 
 from __future__ import annotations
@@ -347,12 +349,3 @@ def warm_up(model: DemoModel, pixels: np.ndarray) -> float:
   for mode in model.modes:
     model.translate(pixels, mode, model.default_seed)
   return time.perf_counter() - start
-
-
-def serve(workdir: str | None = None, step: int | None = None, artifact: str | None = None,
-          host: str = DEFAULT_HOST, port: int = DEFAULT_PORT) -> None:
-  """Loads the model, compiles it, and serves the page until interrupted (launch.py)."""
-  from pix2pix_jax import demo_app
-  model = load_model(workdir, step, artifact)
-  app = demo_app.build_app(model)
-  demo_app.launch(app, host=host, port=port, block=True)

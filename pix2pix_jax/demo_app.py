@@ -215,3 +215,10 @@ def launch(app, host: str = demo.DEFAULT_HOST, port: int = demo.DEFAULT_PORT,
              max_file_size=demo.MAX_UPLOAD_BYTES, css=app.demo_css, show_error=False,
              quiet=not block)
   return app.local_url
+
+
+def serve(workdir: str | None = None, step: int | None = None, artifact: str | None = None,
+          host: str = demo.DEFAULT_HOST, port: int = demo.DEFAULT_PORT) -> None:
+  """Loads the model, compiles it, and serves the page until interrupted (launch.py)."""
+  model = demo.load_model(workdir, step, artifact)
+  launch(build_app(model), host=host, port=port, block=True)

@@ -413,3 +413,14 @@ def test_status_shows_outside_text_literally():
   shown = demo_app.plain_text('<img src="http://example.com/x.png"> *bold* [a](b)')
   assert "<" not in shown and ">" not in shown
   assert all(f"\\{c}" in shown for c in "*[]()")
+
+
+def test_the_page_imports_the_demo_logic_never_the_other_way_round():
+  import ast
+  from conftest import REPO_ROOT
+  tree = ast.parse((REPO_ROOT / "pix2pix_jax" / "demo.py").read_text())
+  names = {alias.name for node in ast.walk(tree) if isinstance(node, (ast.Import, ast.ImportFrom))
+           for alias in node.names}
+  modules = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+  assert "demo_app" not in names and not any("demo_app" in (m or "") for m in modules)
+  assert not any(name.startswith("gradio") for name in names | {m or "" for m in modules})
