@@ -14,7 +14,9 @@ compilation cache. In order of priority:
   `torch.compile` at batch 1 when the budget allows; the ratio of images/s;
 * the whole training loop on the real facades (`--facades`, the authors' facades folder; the
   default is PIX2PIX_FACADES_DIR): `loop.train_and_evaluate` with the input pipeline's worker
-  processes, against the bare step on a fixed batch in the same process.
+  processes, against the bare step on a fixed batch in the same process;
+* with `--deterministic`, two fresh processes running 3 steps with `config.deterministic`,
+  compared bit for bit, and that mode's step time.
 Prints and writes DIR/accelerator.md, DIR/accelerator.json and DIR/jobs.log (each process's
 last output lines); `--write` replaces the "Accelerator" section of docs/benchmarks.md.
 `--image_size 32 --batches 1,2` checks the script on a CPU in a few minutes.
@@ -43,7 +45,7 @@ PEAKS = {
     "A100": {"bfloat16": 312e12, "float32": 156e12},
 }
 # Seconds each kind of job may take at most (and never more than the budget left).
-JOB_LIMITS = {"jax": 240, "torch": 90, "torch_compile": 180, "loop": 240}
+JOB_LIMITS = {"jax": 240, "torch": 90, "torch_compile": 180, "loop": 240, "digest": 240}
 
 
 def _peak(device_kind: str, dtype: str) -> float | None:
@@ -219,7 +221,31 @@ def loop_job(args) -> dict:
           "cores": os.cpu_count(), "loop_total_s": total}
 
 
-JOBS = {"jax": jax_job, "torch": torch_job, "loop": loop_job}
+def digest_job(args) -> dict:
+  """3 paper steps at batch 4 with `config.deterministic`; the SHA-256 of every state leaf."""
+  import hashlib
+  import jax
+  import numpy as np
+  from pix2pix_jax import loop, platform
+  config = paper_config("float32", 4, args.image_size)
+  config.deterministic = True
+  platform.configure(config)
+  experiment = loop.Experiment(config, num_train_examples=400)
+  step = experiment.compile_train_step()
+  state, batch = experiment.init_state(), _uint8_batch(experiment)
+  start = time.perf_counter()
+  for _ in range(3):
+    state, _ = step(state, batch)
+  jax.block_until_ready(state)
+  seconds = (time.perf_counter() - start) / 3
+  digest = hashlib.sha256()
+  for leaf in jax.tree.leaves(jax.device_get(state)):
+    digest.update(np.ascontiguousarray(leaf).tobytes())
+  return {"digest": digest.hexdigest(), "s_per_step": seconds,
+          "xla_flags": os.environ.get("XLA_FLAGS", "")}
+
+
+JOBS = {"jax": jax_job, "torch": torch_job, "loop": loop_job, "digest": digest_job}
 
 
 def run_job_here(args) -> None:
@@ -324,6 +350,16 @@ def to_markdown(record: dict) -> str:
               f"**{looped['loop_s_per_step'] / looped['bare_s_per_step']:.3f}×**."]
   elif looped:
     lines += ["", f"Whole training loop on the real facades: {looped['skipped']}."]
+  runs = record.get("deterministic")
+  if runs and all("digest" in r for r in runs):
+    verdict = "bit-identical" if runs[0]["digest"] == runs[1]["digest"] else "DIFFERENT"
+    lines += ["", f"`config.deterministic` (XLA_FLAGS `{runs[0]['xla_flags']}`): two fresh "
+              f"processes, 3 paper steps at batch 4 → states **{verdict}** (SHA-256 "
+              f"{runs[0]['digest'][:16]} / {runs[1]['digest'][:16]}), "
+              f"{1e3 * runs[0]['s_per_step']:.2f} ms/step."]
+  elif runs:
+    lines += ["", "`config.deterministic` check: " + "; ".join(r.get("skipped", "ran")
+                                                             for r in runs) + "."]
   first = next((r["ours"] for r in record["rows"] if "forms" in r["ours"]), None)
   if first:
     lines += ["", f"Convolutions: {first['forms']}. Model FLOPs per image (direct "
@@ -344,6 +380,9 @@ def main():
   parser.add_argument("--loop_steps", type=int, default=1000)
   parser.add_argument("--min_seconds", type=float, default=3.0, help="timing per measurement")
   parser.add_argument("--no_torch_compile", action="store_true")
+  parser.add_argument("--deterministic", action="store_true",
+                      help="also: two fresh processes, 3 steps each with config.deterministic, "
+                           "compared bit for bit")
   parser.add_argument("--write", action="store_true", help="update docs/benchmarks.md")
   parser.add_argument("--image_size", type=int, default=256,
                       help="256 (the paper); a smaller power of two only to check this script")
@@ -393,6 +432,8 @@ def main():
     measure(dtype, batch)
   if not args.no_torch_compile:
     record["torch_compile"] = runner.run("torch_compile", dtype="float32", batch=batches[0])
+  if args.deterministic:
+    record["deterministic"] = [runner.run("digest") for _ in range(2)]
   record["rows"] = [rows[key] for key in grid if key in rows]
   record["peaks"] = {d: _peak(record.get("device") or "", d) for d in DTYPES}
   markdown = to_markdown(record)

@@ -144,6 +144,7 @@ def xla_flops(stage) -> float:
 
 def jax_worker(batch_size: int, warmup: int) -> None:
   import jax
+  import numpy as np
   from configs import default
   from pix2pix_jax import loop, parallel, platform
 
@@ -155,7 +156,8 @@ def jax_worker(batch_size: int, warmup: int) -> None:
   step = experiment.compile_train_step()  # before the state exists, as the training loop does
   compile_s = time.perf_counter() - t0
   state = experiment.init_state()
-  a, b = random_pair(batch_size)
+  # The step takes uint8 images, as the input pipeline delivers them, and scales them itself.
+  a, b = (np.round((x + 1) * 127.5).astype(np.uint8) for x in random_pair(batch_size))
   batch = parallel.global_batch({"A": a, "B": b}, experiment.batch_sharding)
   memory = step.memory_analysis()
   holder = {"state": state}

@@ -100,8 +100,9 @@ def state_shardings(abstract_state, mesh: Mesh):
   """The sharding of every leaf of the train state: replicated.
 
   pix2pix's largest network (unet_256 with Adam's moments) fits on one accelerator, so plain
-  data parallelism is enough. This is the one place to change for parameter sharding: return, e.g., `NamedSharding(mesh, P(None, None, None, 'model'))` for the
-  large conv kernels; the checkpoint format does not change (Orbax reshards on restore).
+  data parallelism is enough. This is the one place to change for parameter sharding: return,
+  e.g., `NamedSharding(mesh, P(None, None, None, 'model'))` for the large conv kernels; the
+  checkpoint format does not change (Orbax reshards on restore).
   """
   return jax.tree.map(lambda _: replicated(mesh), abstract_state)
 
