@@ -259,9 +259,9 @@ def test_read_only_workdir_fails_before_training(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("key,value,message", [
-    ("checkpoint_every_steps", -1, "checkpoint_every_steps must be an integer >= 0"),
-    ("max_to_keep", -2, "max_to_keep must be an integer >= 0"),
-    ("num_train_steps", 0, "num_train_steps must be positive"),
+    ("checkpoint_every_steps", -1, "--config.checkpoint_every_steps=-1: must be an integer >= 0"),
+    ("max_to_keep", -2, "--config.max_to_keep=-2: must be an integer >= 0"),
+    ("num_train_steps", 0, "--config.num_train_steps=0: must be an integer >= 1, or -1"),
 ])
 def test_invalid_loop_settings_fail_before_training(tmp_path, key, value, message):
   config = tiny_config()
