@@ -59,12 +59,14 @@ def exit_code(error: BaseException) -> int | None:
 
 
 def message(error: BaseException) -> str:
-  """The error as printed: `error: ` and its message (further lines indented as written)."""
+  """The error as printed: `error: ` and its message, further lines indented by two spaces so
+  that the block reads as one."""
   if isinstance(error, OSError) and error.strerror and error.filename:
     text = f"{error.filename}: {error.strerror}"
   else:
     text = str(error).strip() or type(error).__name__
-  return f"error: {text}"
+  first, *rest = text.splitlines()
+  return "\n".join([f"error: {first}"] + [f"  {line}" if line.strip() else "" for line in rest])
 
 
 def wants_traceback(argv: Sequence[str]) -> bool:

@@ -29,6 +29,9 @@ ALL = frozenset(MODES)
 DATA = frozenset({"train", "eval"})  # the modes that read a dataset
 TRAIN = frozenset({"train"})
 EVAL = frozenset({"eval"})
+# Sanity limits: a side or width past these is a typo (and cannot be built or rendered).
+MAX_SIDE = 16384  # pixels
+MAX_WIDTH = 4096  # base width of a network (the paper: 64)
 _MISSING = object()
 
 
@@ -131,8 +134,8 @@ FIELD_RULES: tuple[tuple[str, frozenset, Callable[[Any], str | None]], ...] = (
     ("data.manual_dir", DATA, text),
     ("data.direction", ALL, choice(pipeline.DIRECTIONS)),
     ("data.preprocess", ALL, choice(pipeline.PREPROCESS_MODES)),
-    ("data.load_size", ALL, integer(1, note="pixels")),
-    ("data.crop_size", ALL, integer(1, note="pixels")),
+    ("data.load_size", ALL, integer(1, MAX_SIDE, note="pixels")),
+    ("data.crop_size", ALL, integer(1, MAX_SIDE, note="pixels")),
     ("data.aspect_ratio", ALL, number(0, low_open=True, note="width / height")),
     ("data.no_flip", TRAIN, boolean),
     ("data.train_split", TRAIN, split_name),
@@ -146,10 +149,10 @@ FIELD_RULES: tuple[tuple[str, frozenset, Callable[[Any], str | None]], ...] = (
     # ---- model
     ("model.generator", ALL, choice(models.GENERATORS)),
     ("model.num_downs", ALL, integer(1, 16, note="levels; inputs are multiples of 2^num_downs")),
-    ("model.ngf", ALL, integer(1)),
+    ("model.ngf", ALL, integer(1, MAX_WIDTH)),
     ("model.discriminator", ALL, choice(models.DISCRIMINATORS)),
     ("model.n_layers_d", ALL, integer(0, 16)),
-    ("model.ndf", ALL, integer(1)),
+    ("model.ndf", ALL, integer(1, MAX_WIDTH)),
     ("model.norm", ALL, choice(layers.NORMS)),
     ("model.use_dropout", ALL, boolean),
     ("model.dropout_rate", ALL, number(0, high=1)),
@@ -242,6 +245,10 @@ def _patchgan_output(size: int, n_layers: int) -> int:
 
 def _sizes(config, ctx):
   d, m = config.data, config.model
+  if d.preprocess == "resize_and_crop" and round(d.load_size * d.aspect_ratio) > MAX_SIDE:
+    yield (f"--config.data.aspect_ratio={_show(d.aspect_ratio)}: images are resized to "
+           f"{d.load_size}×{round(d.load_size * d.aspect_ratio)} pixels, wider than {MAX_SIDE}")
+    return
   if d.preprocess in ("resize_and_crop", "scale_width_and_crop") and d.crop_size > d.load_size:
     yield (f"--config.data.crop_size={d.crop_size}: must be <= --config.data.load_size="
            f"{d.load_size} (data.preprocess={d.preprocess} scales to load_size, then crops)")

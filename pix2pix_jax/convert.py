@@ -367,14 +367,14 @@ def flax_to_torch_state_dict(variables: Mapping[str, Any], config, network: str 
 
 def load_torch_state_dict(path: str) -> dict[str, Any]:
   """Reads a `.pth` state dict on the CPU without executing pickled code (torch required)."""
+  if not os.path.isfile(path):
+    raise errors.PathNotFoundError(f"{path}: no such file; give the authors' state dict, e.g. "
+                                   "latest_net_G.pth")
   try:
     import torch
   except ImportError as e:
     raise errors.Pix2pixError("reading .pth files needs PyTorch: pip install "
                               "'pix2pix-jax[torch]'") from e
-  if not os.path.isfile(path):
-    raise errors.PathNotFoundError(f"{path}: no such file; give the authors' state dict, e.g. "
-                                   "latest_net_G.pth")
   try:
     state_dict = torch.load(path, map_location="cpu", weights_only=True)
   except OSError:

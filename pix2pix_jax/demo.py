@@ -353,7 +353,7 @@ def warm_up(model: DemoModel, pixels: np.ndarray) -> float:
 def serve(workdir: str | None = None, step: int | None = None, artifact: str | None = None,
           host: str = DEFAULT_HOST, port: int = DEFAULT_PORT) -> None:
   """Loads the model, compiles it, and serves the page until interrupted (launch.py)."""
-  from pix2pix_jax import demo_app
   model = load_model(workdir, step, artifact)
+  from pix2pix_jax import demo_app  # Gradio: imported once the model is known to load
   app = demo_app.build_app(model)
   demo_app.launch(app, host=host, port=port, block=True)

@@ -42,8 +42,7 @@ class ConfigError(UsageError):
     if len(self.problems) == 1:
       message = self.problems[0]
     else:
-      message = f"the config has {len(self.problems)} problems:\n" + "\n".join(
-          f"  {p}" for p in self.problems)
+      message = f"the config has {len(self.problems)} problems:\n" + "\n".join(self.problems)
     super().__init__(message)
 
 
