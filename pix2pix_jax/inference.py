@@ -81,8 +81,8 @@ def saved_config(workdir: str | os.PathLike, step: int | None = None) -> ml_coll
   if not saved:
     path = pathlib.Path(workdir) / "config.json"
     if not path.is_file():
-      raise errors.PathNotFoundError(f"no config saved with the checkpoints in {directory} nor at {path}; "
-                              "pass the training config explicitly")
+      raise errors.PathNotFoundError(f"no config saved with the checkpoints in {directory} nor "
+                                     f"at {path}; pass the training config explicitly")
     saved = json.loads(path.read_text())
   return ml_collections.ConfigDict(saved)
 

@@ -324,7 +324,8 @@ for mode, args, code, culprit, fix, kw in [
 # Unreadable files, where permissions apply (root reads everything).
 ROWS.append(row("translate", ["--mode=translate", "--input={base}/locked.png",
                               "--output={base}/out", "--workdir={run}"], 1, "locked.png",
-                "cannot be read", marks=pytest.mark.skipif(_root, reason="root reads unreadable files")))
+                "cannot be read",
+                marks=pytest.mark.skipif(_root, reason="root reads unreadable files")))
 
 
 def error_block(stderr: str) -> list[str]:
