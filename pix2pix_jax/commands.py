@@ -68,7 +68,7 @@ def run(mode: str, config, workdir: str, *, step: int | None = None, split: str 
     return run_export(config, workdir, output, step=step)
   if mode == "summary":
     return run_summary(config, workdir, output)
-  raise ValueError(f"unknown mode {mode!r}; choose one of {MODES}")
+  raise errors.UsageError(f"unknown mode {mode!r}; choose one of {MODES}")
 
 
 def run_eval(config, workdir: str, step: int | None = None, split: str | None = None
