@@ -183,10 +183,9 @@ def _flag_error(error: Exception, argv: Sequence[str], flag_values: flags.FlagVa
     name, value, reason = match.groups()
     if "must have a value other than None" in reason:
       return f"--{name} is required: {flag_values[name].help}"
-    if any(name.startswith(f"{c}.") for c in configs) and name in flag_values:
-      wanted = _TYPE_NAMES.get(flag_values[name].flag_type())
-      if wanted:
-        return f"--{name}={value}: must be {wanted}"
+    wanted = _TYPE_NAMES.get(flag_values[name].flag_type()) if name in flag_values else None
+    if wanted and " is not " not in reason:  # not a value of the type (bounds say "is not")
+      return f"--{name}={value}: must be {wanted}"
     return f"--{name}={value}: {reason}"
   for name in configs:
     if _CONFIG_NOT_LOADED in text:

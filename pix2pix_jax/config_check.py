@@ -28,6 +28,7 @@ MODES = ("train", "eval", "translate", "export", "summary", "demo", "convert")
 ALL = frozenset(MODES)
 DATA = frozenset({"train", "eval"})  # the modes that read a dataset
 TRAIN = frozenset({"train"})
+BUILD = frozenset({"train", "convert"})  # the modes that initialise a state with optimisers
 EVAL = frozenset({"eval"})
 # Sanity limits: a side or width past these is a typo (and cannot be built or rendered).
 MAX_SIDE = 16384  # pixels
@@ -117,9 +118,16 @@ def channels(value):
 
 
 def workers(value):
-  if value == "auto" or _is_int(value) and value >= 0:
+  # A saved config's override gives the number as text.
+  if value == "auto" or _is_int(value) and value >= 0 or isinstance(value, str) and value.isdigit():
     return None
   return "must be auto or an integer >= 0 (0 = read in the training process)"
+
+
+def train_steps(value):
+  if _is_int(value) and (value == -1 or value >= 1):
+    return None
+  return "must be an integer >= 1, or -1 for the epochs of the schedule"
 
 
 _INTERVAL = "in steps; 0 = never"
@@ -158,25 +166,24 @@ FIELD_RULES: tuple[tuple[str, frozenset, Callable[[Any], str | None]], ...] = (
     ("model.dropout_rate", ALL, number(0, high=1)),
     ("model.input_nc", ALL, channels),
     ("model.output_nc", ALL, channels),
-    ("model.init_type", TRAIN, choice(layers.INIT_TYPES)),
-    ("model.init_gain", TRAIN, number(0, low_open=True)),
+    ("model.init_type", BUILD, choice(layers.INIT_TYPES)),
+    ("model.init_gain", BUILD, number(0, low_open=True)),
     ("model.conv_impl", ALL, choice(kernels.CONV_IMPLS)),
     # ---- loss
     ("loss.gan_mode", ALL, choice(losses.GAN_MODES)),
     ("loss.lambda_l1", TRAIN, number(0)),
     ("loss.lambda_gp", TRAIN, number(0, note="0 = no gradient penalty")),
     # ---- optimiser and schedule
-    ("optim.lr", TRAIN, number(0, low_open=True, note="Adam's learning rate, e.g. 0.0002")),
-    ("optim.beta1", TRAIN, number(0, high=1)),
-    ("optim.beta2", TRAIN, number(0, high=1)),
-    ("optim.lr_policy", TRAIN, choice(state.LR_POLICIES)),
-    ("optim.n_epochs", TRAIN, integer(0, note="epochs")),
-    ("optim.n_epochs_decay", TRAIN, integer(0, note="epochs")),
-    ("optim.lr_decay_iters", TRAIN, integer(1, note="epochs")),
+    ("optim.lr", BUILD, number(0, low_open=True, note="Adam's learning rate, e.g. 0.0002")),
+    ("optim.beta1", BUILD, number(0, high=1)),
+    ("optim.beta2", BUILD, number(0, high=1)),
+    ("optim.lr_policy", BUILD, choice(state.LR_POLICIES)),
+    ("optim.n_epochs", BUILD, integer(0, note="epochs")),
+    ("optim.n_epochs_decay", BUILD, integer(0, note="epochs")),
+    ("optim.lr_decay_iters", BUILD, integer(1, note="epochs")),
     # ---- loop
     ("batch_size", TRAIN, integer(1, note="the global batch over every device")),
-    ("num_train_steps", TRAIN, lambda v: None if _is_int(v) and (v == -1 or v >= 1) else
-     "must be an integer >= 1, or -1 for the epochs of the schedule"),
+    ("num_train_steps", TRAIN, train_steps),
     ("compute_dtype", ALL, choice(state.COMPUTE_DTYPES)),
     ("deterministic", ALL, boolean),
     ("compilation_cache_dir", ALL, text),

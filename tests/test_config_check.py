@@ -45,8 +45,11 @@ def test_training_settings_are_not_checked_at_test_time():
   assert len(config_check.problems(config, mode="train")) == 2
   assert config_check.problems(config, mode="eval") == [
       "--config.num_test=-1: must be an integer >= 0 (0 = the whole split)"]
-  for mode in ("translate", "export", "summary", "demo", "convert"):
+  for mode in ("translate", "export", "summary", "demo"):
     assert config_check.problems(config, mode=mode) == []
+  # convert builds the optimisers the imported run will train with.
+  assert config_check.problems(config, mode="convert") == [
+      "--config.optim.lr=-1.0: must be a number > 0 (Adam's learning rate, e.g. 0.0002)"]
 
 
 def test_a_config_saved_before_newer_keys_still_passes():
