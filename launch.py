@@ -8,11 +8,16 @@ page: draw an input, see the output). The test-time modes need only --workdir: t
 run's saved config, and a --config given to them changes only test-time fields (eval mode and
 batch size, data, split, seed). Override any config field with `--config.key=value`.
 Multi-host: `--distributed=auto` on TPU pods / SLURM / Kubernetes, or the explicit coordinator
-flags.
+flags. A mistake ends in one `error: ...` line and exit code 2 (the command is wrong) or 1 (the
+run failed); `--traceback` adds the traceback (docs/errors.md).
 """
 
-from absl import app, flags
+import sys
+
+from absl import flags
 from ml_collections import config_flags
+
+from pix2pix_jax import cli, errors
 
 flags.DEFINE_string("workdir", None, "Run directory: checkpoints, metrics, samples, the page.")
 flags.DEFINE_enum("mode", "train", ["train", "eval", "translate", "export", "summary", "demo"],
@@ -44,9 +49,11 @@ flags.register_multi_flags_validator(
 FLAGS = flags.FLAGS
 
 
-def main(argv):
+def launch(argv):
+  """Runs the mode the parsed flags ask for; `argv` holds what the flags left."""
   if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    raise errors.UsageError(f"unexpected arguments: {' '.join(argv[1:])} (flags are written "
+                            "--name=value)")
   from pix2pix_jax import commands, parallel, platform
   platform.quiet_library_logs()
   if FLAGS.mode == "demo":  # loads the run (or artifact) itself, from its saved config
@@ -64,5 +71,10 @@ def main(argv):
                resize=FLAGS.resize)
 
 
+def main(argv=None) -> int:
+  """launch.py's command line (default sys.argv); returns the exit code."""
+  return cli.run(launch, argv)
+
+
 if __name__ == "__main__":
-  app.run(main)
+  sys.exit(main())

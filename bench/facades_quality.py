@@ -169,4 +169,5 @@ def main():
 
 
 if __name__ == "__main__":
-  main()
+  from pix2pix_jax import cli
+  raise SystemExit(cli.call(main))

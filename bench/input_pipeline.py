@@ -124,4 +124,5 @@ def main():
 
 
 if __name__ == "__main__":
-  main()
+  from pix2pix_jax import cli
+  raise SystemExit(cli.call(main))

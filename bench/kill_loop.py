@@ -224,4 +224,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  from pix2pix_jax import cli
+  sys.exit(cli.run(main))

@@ -131,4 +131,5 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-  sys.exit(main())
+  from pix2pix_jax import cli
+  sys.exit(cli.call(main))

@@ -328,4 +328,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-  main()
+  from pix2pix_jax import cli
+  raise SystemExit(cli.call(main))

@@ -28,7 +28,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 from absl import logging
 
-from pix2pix_jax import atomic
+from pix2pix_jax import atomic, errors
 
 # Config sections whose change makes a checkpoint unusable (shapes or meaning of the state).
 STRUCTURAL_KEYS = ("model",)
@@ -45,8 +45,13 @@ DAMAGED_SUFFIX = ".damaged"
 TMP_SUFFIX = ".orbax-checkpoint-tmp"
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(errors.Pix2pixError, RuntimeError):
   """A checkpoint directory that cannot be used or written, with the reason."""
+
+
+class ModelMismatchError(CheckpointError, errors.UsageError):
+  """A config whose model is not the one a checkpoint was trained with (a usage error: the
+  command names the wrong config or workdir)."""
 
 
 def _flatten(d: dict, prefix: str = "") -> dict[str, Any]:
@@ -85,12 +90,29 @@ def config_differences(saved: dict, current: dict, sections=STRUCTURAL_KEYS) -> 
 def check_same_model(saved: dict, current: dict, what: str,
                      hint: str = "Use a fresh --workdir, or the config the checkpoint was "
                                  "trained with.") -> None:
-  """Raises CheckpointError listing the `model` keys that differ between `what`'s saved config
-  and the current one."""
+  """Raises ModelMismatchError listing the `model` keys that differ between `what`'s saved
+  config and the current one."""
   diffs = config_differences(saved, current)
   if diffs:
-    raise CheckpointError(f"{what} was made with a different model:\n" + "\n".join(diffs)
-                          + f"\n{hint}")
+    raise ModelMismatchError(f"{what} was made with a different model:\n" + "\n".join(diffs)
+                             + f"\n{hint}")
+
+
+def check_resumable(directory: str | os.PathLike, config: dict) -> None:
+  """Raises ModelMismatchError when the newest checkpoint in `directory` (with a saved config)
+  was trained with another model than `config`'s. Reads files only."""
+  directory = pathlib.Path(directory)
+  if not directory.is_dir():
+    return
+  steps = sorted((int(p.name) for p in directory.iterdir() if p.is_dir() and p.name.isdigit()),
+                 reverse=True)
+  for step in steps:
+    saved = read_saved_config(directory, step)
+    if saved is not None:
+      check_same_model(saved, config, f"checkpoint {step} in {directory}",
+                       hint="Use a fresh --workdir, or the config the checkpoint was trained "
+                            "with (leave out --config to resume with the run's saved config).")
+      return
 
 
 def check_writable(directory: str | os.PathLike) -> None:

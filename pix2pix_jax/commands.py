@@ -15,7 +15,7 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from pix2pix_jax import evaluate, inference
+from pix2pix_jax import config_check, errors, evaluate, inference
 
 MODES = ("train", "eval", "translate", "export", "summary")
 
@@ -27,29 +27,29 @@ def resolve_config(mode: str, workdir: str, config=None,
   train: `config` when given (a new run, or a resume checked against the checkpoint's model);
   without it the run in `workdir` resumes with its saved config. Test-time modes: the run's
   saved config, with `config`'s test-time fields on top (`inference.run_config`); `summary` of
-  a workdir without checkpoints describes `config`'s networks. Reads files only (no JAX backend
-  starts), so launch.py calls it before distributed start-up.
+  a workdir without checkpoints describes `config`'s networks. The result is checked for
+  `mode` (`config_check`: every problem at once, as `errors.ConfigError`). Reads files only (no
+  JAX backend starts), so launch.py calls it before distributed start-up.
   """
   if mode not in MODES:
-    raise ValueError(f"unknown mode {mode!r}; choose one of {MODES}")
-  if mode == "train":
-    if config is not None:
-      return config
+    raise errors.UsageError(f"unknown mode {mode!r}; choose one of {MODES}")
+  if mode == "train" and config is None:
     try:
-      saved = inference.saved_config(workdir)
+      config = inference.saved_config(workdir)
     except FileNotFoundError:
-      raise ValueError(
+      raise errors.UsageError(
           f"--workdir {workdir} holds no run to resume (no checkpoints in "
           f"{pathlib.Path(workdir) / 'checkpoints'}): pass --config to start one, e.g. "
           "--config configs/facades.py") from None
     logging.info("Resuming the run in %s with its saved config", workdir)
-    return saved
-  try:
-    return inference.run_config(workdir, config, step)
-  except FileNotFoundError:
-    if mode == "summary" and config is not None:
-      return config
-    raise
+  elif mode != "train":
+    try:
+      config = inference.run_config(workdir, config, step)
+    except FileNotFoundError:
+      if mode != "summary" or config is None:
+        raise
+  config_check.check(config, mode=mode)
+  return config
 
 
 def run(mode: str, config, workdir: str, *, step: int | None = None, split: str | None = None,
@@ -68,7 +68,7 @@ def run(mode: str, config, workdir: str, *, step: int | None = None, split: str 
     return run_export(config, workdir, output, step=step)
   if mode == "summary":
     return run_summary(config, workdir, output)
-  raise ValueError(f"unknown mode {mode!r}; choose one of {MODES}")
+  raise errors.UsageError(f"unknown mode {mode!r}; choose one of {MODES}")
 
 
 def run_eval(config, workdir: str, step: int | None = None, split: str | None = None
@@ -86,7 +86,8 @@ def run_eval(config, workdir: str, step: int | None = None, split: str | None = 
   from pix2pix_jax.data import pipeline
   split = split or config.data.eval_split
   if not split:
-    raise ValueError("no split to evaluate: pass --split or set config.data.eval_split")
+    raise errors.UsageError("no split to evaluate: pass --split=NAME or set "
+                            "--config.data.eval_split=NAME")
   built, weights, step = inference.restore(config, workdir, step)
   source = pipeline.get_source(config, split)
   mode = config.eval_mode
@@ -118,11 +119,8 @@ def run_eval(config, workdir: str, step: int | None = None, split: str | None = 
   t0 = time.perf_counter()
   # The authors' test.py: the first num_test files in their order (configs saved before
   # num_test existed evaluate the whole split, as then).
-  num_test = config.get("num_test", 0)
-  if not isinstance(num_test, int) or num_test < 0:
-    raise ValueError(f"config.num_test must be an integer >= 0 (0 = the whole split), got "
-                     f"{num_test!r}; e.g. --config.num_test=50")
-  batches = pipeline.eval_batches(config, source, config.eval_batch_size, limit=num_test)
+  batches = pipeline.eval_batches(config, source, config.eval_batch_size,
+                                  limit=config.get("num_test", 0))
   result = evaluate.evaluate(built.generator, weights.g_params, weights.g_batch_stats, batches,
                              seed=config.seed, mode=mode, on_batch=on_batch)
   seconds = time.perf_counter() - t0
@@ -171,8 +169,8 @@ def run_translate(config, workdir: str, input_path: str, output_dir: str,
                   resize: str = "crop_size") -> list[pathlib.Path]:
   """Translates an image file or a folder of images into OUTPUT_DIR/NAME.png."""
   if not input_path or not output_dir:
-    raise ValueError("--mode=translate needs --input (an image or a folder) and --output "
-                     "(a folder)")
+    raise errors.UsageError("--mode=translate needs --input (an image or a folder) and "
+                            "--output (a folder)")
   paths = inference.list_inputs(input_path)
   translator = _translator(config, workdir, step)
   written = translator.translate_files(paths, output_dir, aligned=aligned, resize=resize)
@@ -185,7 +183,8 @@ def run_export(config, workdir: str, output: str, step: int | None = None) -> pa
   """Writes the generator as a serialised jax.export artifact; see `export.py`."""
   from pix2pix_jax import export
   if not output:
-    raise ValueError("--mode=export needs --output, the artifact's path (e.g. gen.jax)")
+    raise errors.UsageError("--mode=export needs --output, the artifact's path (e.g. "
+                            "--output=gen.jax)")
   translator = _translator(config, workdir, step)
   path = export.export_generator(translator, output)
   print(f"exported the generator of checkpoint {translator.step} ({translator.mode} mode) to "

@@ -17,26 +17,36 @@ pre-0.4 PyTorch saved are ignored, as the authors' own loader deletes them.
 
 A checkpoint that does not fit fails with `ConversionError` naming the first missing,
 unexpected or mis-shaped key and the architecture it was checked against.
+
+Command line (`python -m pix2pix_jax.convert`): the authors' .pth files → a run directory.
+
+  python -m pix2pix_jax.convert --netG_pth latest_net_G.pth --config configs/facades.py \
+      --out runs/facades_pretrained [--netD_pth latest_net_D.pth] [--step 0]
 """
 
 from __future__ import annotations
 
 import collections
 import dataclasses
+import os
+import pathlib
+import sys
 from typing import Any, Mapping
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+from absl import flags
 from flax import traverse_util
+from ml_collections import config_flags
 
-from pix2pix_jax import models
+from pix2pix_jax import cli, errors, models
 
 NETWORKS = ("generator", "discriminator")
 
 
-class ConversionError(ValueError):
+class ConversionError(errors.InputError):
   """A state dict that does not match the network it is converted for."""
 
 
@@ -357,11 +367,21 @@ def flax_to_torch_state_dict(variables: Mapping[str, Any], config, network: str 
 
 def load_torch_state_dict(path: str) -> dict[str, Any]:
   """Reads a `.pth` state dict on the CPU without executing pickled code (torch required)."""
+  if not os.path.isfile(path):
+    raise errors.PathNotFoundError(f"{path}: no such file; give the authors' state dict, e.g. "
+                                   "latest_net_G.pth")
   try:
     import torch
   except ImportError as e:
-    raise ImportError("reading .pth files needs PyTorch: pip install 'pix2pix-jax[torch]'") from e
-  state_dict = torch.load(path, map_location="cpu", weights_only=True)
+    raise errors.Pix2pixError("reading .pth files needs PyTorch: pip install "
+                              "'pix2pix-jax[torch]'") from e
+  try:
+    state_dict = torch.load(path, map_location="cpu", weights_only=True)
+  except OSError:
+    raise
+  except Exception as e:  # pylint: disable=broad-except  # torch reports bad files variously
+    raise ConversionError(f"{path}: not a PyTorch state dict torch can read "
+                          f"({type(e).__name__}); give the .pth the authors' code saved") from e
   if not isinstance(state_dict, Mapping):
     raise ConversionError(f"{path} holds a {type(state_dict).__name__}, not a state dict")
   return dict(state_dict)
@@ -378,11 +398,18 @@ def convert_checkpoint(config, net_g_pth: str, net_d_pth: str | None, out_dir: s
 
   The generator (and, when given, the discriminator) come from the .pth files; a missing
   discriminator is initialised from `config.seed`, and both optimiser states start fresh.
-  Returns the checkpoint directory.
+  The config is checked first (`config_check`), and an `out_dir` that already holds a run is
+  refused, so that nothing of it is overwritten. Returns the checkpoint directory.
   """
   # Imported here so that the conversion functions need neither Orbax nor grain.
-  import pathlib
-  from pix2pix_jax import checkpointing, state as state_lib
+  from pix2pix_jax import checkpointing, config_check, state as state_lib
+
+  config_check.check(config, mode="convert")
+  out = pathlib.Path(out_dir).absolute()
+  if (out / "checkpoints").is_dir() and any((out / "checkpoints").iterdir()) or (
+      out / "config.json").exists():
+    raise errors.UsageError(f"--out {out_dir} already holds a run (checkpoints/ or "
+                            "config.json); give a new directory, so that nothing is overwritten")
 
   g_vars = torch_state_dict_to_flax(load_torch_state_dict(net_g_pth), config, "generator")
   d_vars = None
@@ -408,7 +435,6 @@ def convert_checkpoint(config, net_g_pth: str, net_d_pth: str | None, out_dir: s
         d_opt_state=d_tx.init(d_vars["params"]))
 
   state = jax.jit(build, out_shardings=built.state_sharding)(g_vars, d_vars)
-  out = pathlib.Path(out_dir).absolute()
   checkpointing.check_writable(out)
   config_dict = config.to_dict()
   # Marks the checkpoint as imported: training may resume from it (fine-tuning) without a saved
@@ -421,28 +447,37 @@ def convert_checkpoint(config, net_g_pth: str, net_d_pth: str | None, out_dir: s
   return str(out / "checkpoints")
 
 
-def main(argv) -> None:
-  from absl import app, flags, logging
+def run(argv) -> None:
+  """Converts the files the parsed flags name; `argv` holds what the flags left."""
+  from absl import logging
   if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  f = flags.FLAGS
-  path = convert_checkpoint(f.config, f.netG_pth, f.netD_pth, f.out, f.step)
-  logging.info("Wrote %s (G from %s, D %s)", path, f.netG_pth,
-               f"from {f.netD_pth}" if f.netD_pth else f"initialised from seed {f.config.seed}")
+    raise errors.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+  path = convert_checkpoint(FLAGS.config, FLAGS.netG_pth, FLAGS.netD_pth, FLAGS.out, FLAGS.step)
+  logging.info("Wrote %s (G from %s, D %s)", path, FLAGS.netG_pth,
+               f"from {FLAGS.netD_pth}" if FLAGS.netD_pth else
+               f"initialised from seed {FLAGS.config.seed}")
   print(path)
 
 
-if __name__ == "__main__":
-  from absl import app, flags
-  from ml_collections import config_flags
+def main(argv=None) -> int:
+  """The command line (default sys.argv); returns the exit code."""
+  return cli.run(run, argv, FLAGS)
 
-  flags.DEFINE_string("netG_pth", None, "The authors' generator state dict (latest_net_G.pth).")
-  flags.DEFINE_string("netD_pth", None, "Optional: their discriminator (latest_net_D.pth).")
-  flags.DEFINE_string("out", None, "Run directory to create; the checkpoint goes to "
-                      "OUT/checkpoints/STEP, the config to OUT/config.json.")
-  flags.DEFINE_integer("step", 0, "Step number of the written checkpoint.")
-  config_flags.DEFINE_config_file("config", None, "Config the checkpoint was trained with "
-                                  "(e.g. configs/facades.py; override with --config.key=value).",
-                                  lock_config=True)
-  flags.mark_flags_as_required(["netG_pth", "config", "out"])
-  app.run(main)
+
+# Flags of their own: --config and --step are also launch.py's (absl's global FLAGS).
+FLAGS = cli.new_flag_values()
+flags.DEFINE_string("netG_pth", None, "The authors' generator state dict (latest_net_G.pth).",
+                    flag_values=FLAGS)
+flags.DEFINE_string("netD_pth", None, "Optional: their discriminator (latest_net_D.pth).",
+                    flag_values=FLAGS)
+flags.DEFINE_string("out", None, "Run directory to create; the checkpoint goes to "
+                    "OUT/checkpoints/STEP, the config to OUT/config.json.", flag_values=FLAGS)
+flags.DEFINE_integer("step", 0, "Step number of the written checkpoint.", lower_bound=0,
+                     flag_values=FLAGS)
+config_flags.DEFINE_config_file("config", None, "Config the checkpoint was trained with (e.g. "
+                                "configs/facades.py; override with --config.key=value).",
+                                flag_values=FLAGS, lock_config=True)
+flags.mark_flags_as_required(["netG_pth", "config", "out"], flag_values=FLAGS)
+
+if __name__ == "__main__":
+  sys.exit(main())

@@ -35,7 +35,7 @@ import numpy as np
 from absl import logging
 from PIL import Image
 
-from pix2pix_jax import evaluate
+from pix2pix_jax import errors, evaluate
 from pix2pix_jax.data import images as images_lib
 from pix2pix_jax.data import synthetic
 
@@ -271,7 +271,8 @@ def load_model(workdir: str | None = None, step: int | None = None,
     config = inference.saved_config(workdir, step) if workdir else None
     return DemoModel(exported=export.load_exported(artifact), config=config, workdir=workdir)
   if not workdir:
-    raise ValueError("--mode=demo needs --workdir (a trained run) or --artifact (gen.jax)")
+    raise errors.UsageError("--mode=demo needs --workdir (a trained run) or --artifact "
+                            "(gen.jax)")
   translator = inference.load(workdir, step)
   return DemoModel(translator=translator, config=translator.config, workdir=workdir)
 

@@ -45,7 +45,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from pix2pix_jax import atomic
+from pix2pix_jax import atomic, errors
 
 FORMAT = "pix2pix-jax generator, jax.export"
 # Lowered for all of these when possible (one artifact runs on any of them), else the current one.
@@ -197,11 +197,14 @@ def load_exported(path: str | os.PathLike) -> ExportedGenerator:
   """Loads an artifact written by `export_generator`; needs jax and numpy only."""
   path = pathlib.Path(path)
   try:
-    exported = jax.export.deserialize(bytearray(path.read_bytes()))
-  except FileNotFoundError:
-    raise
+    data = path.read_bytes()
+  except OSError as e:
+    raise errors.PathNotFoundError(f"{path}: no artifact to load ({e.strerror or e}); export "
+                                   "one with launch.py --mode=export --output=PATH") from e
+  try:
+    exported = jax.export.deserialize(bytearray(data))
   except Exception as e:  # pylint: disable=broad-except
-    raise ValueError(f"{path}: not a jax.export artifact ({type(e).__name__}: {e})") from e
+    raise errors.InputError(f"{path}: not a jax.export artifact ({type(e).__name__}: {e})") from e
   meta_path = _metadata_path(path)
   metadata = json.loads(meta_path.read_text()) if meta_path.is_file() else None
   return ExportedGenerator(exported, metadata)

@@ -41,7 +41,7 @@ from absl import logging
 from flax import traverse_util
 from PIL import Image
 
-from pix2pix_jax import checkpointing, evaluate, state as state_lib
+from pix2pix_jax import checkpointing, config_check, errors, evaluate, state as state_lib
 from pix2pix_jax.data import images as images_lib
 
 RESIZE_MODES = ("crop_size", "multiple", "none")
@@ -62,7 +62,7 @@ def _checkpoint_steps(workdir: str | os.PathLike) -> tuple[pathlib.Path, list[in
   if directory.is_dir():
     steps = sorted(int(p.name) for p in directory.iterdir() if p.is_dir() and p.name.isdigit())
   if not steps:
-    raise FileNotFoundError(
+    raise errors.PathNotFoundError(
         f"no checkpoints in {directory}: train first (launch.py --config CONFIG --workdir "
         f"{pathlib.Path(workdir)}) or point --workdir at a trained run")
   return directory, steps
@@ -75,13 +75,14 @@ def saved_config(workdir: str | os.PathLike, step: int | None = None) -> ml_coll
   """
   directory, steps = _checkpoint_steps(workdir)
   if step is not None and step not in steps:
-    raise ValueError(f"no checkpoint {step} in {directory}; available steps: {steps}")
+    raise errors.UsageError(f"no checkpoint {step} in {directory}; available steps: {steps} "
+                            "(--step=N, or leave it out for the latest)")
   saved = checkpointing.read_saved_config(directory, step if step is not None else steps[-1])
   if not saved:
     path = pathlib.Path(workdir) / "config.json"
     if not path.is_file():
-      raise FileNotFoundError(f"no config saved with the checkpoints in {directory} nor at {path}; "
-                              "pass the training config explicitly")
+      raise errors.PathNotFoundError(f"no config saved with the checkpoints in {directory} nor "
+                                     f"at {path}; pass the training config explicitly")
     saved = json.loads(path.read_text())
   return ml_collections.ConfigDict(saved)
 
@@ -131,7 +132,8 @@ def restore(config, workdir: str | os.PathLike, step: int | None = None, *, mesh
   """
   directory, steps = _checkpoint_steps(workdir)
   if step is not None and step not in steps:
-    raise ValueError(f"no checkpoint {step} in {directory}; available steps: {steps}")
+    raise errors.UsageError(f"no checkpoint {step} in {directory}; available steps: {steps} "
+                            "(--step=N, or leave it out for the latest)")
   built = state_lib.build(config, mesh=mesh)
   ckpt = checkpointing.Checkpointer(directory, config=config.to_dict())
   try:
@@ -155,6 +157,7 @@ def load(workdir: str | os.PathLike, step: int | None = None, config=None, *,
   eval_batch_size.
   """
   config = run_config(workdir, config, step)
+  config_check.check(config, mode="translate")
   built, weights, restored_step = restore(config, workdir, step)
   return Translator(built.generator, weights.g_params, weights.g_batch_stats, config=config,
                     step=restored_step, mode=mode, seed=seed, batch_size=batch_size)
@@ -235,7 +238,7 @@ class Translator:
     if width % m == 0 and height % m == 0:
       return width, height
     if resize == "none":
-      raise ValueError(
+      raise errors.InputError(
           f"{name}: {width}×{height} pixels, but this generator ({self.num_downs} down-sampling "
           f"levels) needs width and height that are multiples of {m}. Resize or crop it to a "
           f"multiple of {m}, or use resize='crop_size' (to {self.crop_size}×{self.crop_size}) "
@@ -318,12 +321,12 @@ class Translator:
     """
     paths = [pathlib.Path(p) for p in paths]
     if not paths:
-      raise ValueError("no input images to translate")
+      raise errors.UsageError("no input images to translate")
     targets: dict[str, pathlib.Path] = {}
     for path in paths:
       stem = evaluate.file_stem(path.name)
       if stem in targets:
-        raise ValueError(f"{targets[stem]} and {path} would both be written to {stem}.png; "
+        raise errors.InputError(f"{targets[stem]} and {path} would both be written to {stem}.png; "
                          "rename one of them")
       targets[stem] = path
     inputs = [self.prepare(images_lib.load_image(p), os.fspath(p), aligned=aligned,
@@ -344,9 +347,9 @@ def list_inputs(path: str | os.PathLike) -> list[pathlib.Path]:
   if path.is_dir():
     found = folder.list_images(path)
     if not found:
-      raise FileNotFoundError(
+      raise errors.PathNotFoundError(
           f"{path} holds no images ({', '.join(images_lib.IMAGE_EXTENSIONS)})")
     return found
   if not path.is_file():
-    raise FileNotFoundError(f"--input {path} is neither an image file nor a folder")
+    raise errors.PathNotFoundError(f"--input {path} is neither an image file nor a folder")
   return [path]

@@ -21,14 +21,14 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from pix2pix_jax import (atomic, checkpointing, evaluate, kernels, parallel, platform,
-                         state as state_lib, train)
+from pix2pix_jax import (atomic, checkpointing, config_check, errors, evaluate, kernels,
+                         parallel, platform, state as state_lib, train)
 from pix2pix_jax.data import pipeline
 
 LOSS_KEYS = ("g_gan", "g_l1", "d_real", "d_fake")
 
 
-class NonFiniteLossError(FloatingPointError):
+class NonFiniteLossError(errors.Pix2pixError, FloatingPointError):
   """A loss became NaN or Inf; training stopped and the last good checkpoint is kept."""
 
 
@@ -210,39 +210,30 @@ def _check_state_finite(state, step: int, last_saved: int | None) -> None:
         f"stopped; {_kept_checkpoint(last_saved)}. Lower optim.lr or check the data.")
 
 
-def check_loop_config(config) -> None:
-  """Clear errors for loop settings that cannot work, warnings for ones that surprise."""
-  for key in ("log_every_steps", "sample_every_steps", "eval_every_steps",
-              "checkpoint_every_steps", "max_to_keep", "keep_every_steps"):
-    value = config[key]
-    if not isinstance(value, int) or value < 0:
-      raise ValueError(f"config.{key} must be an integer >= 0 (0 = never / no limit), got "
-                       f"{value!r}")
-  if config.num_train_steps == 0 or config.num_train_steps < -1:
-    raise ValueError(f"config.num_train_steps must be positive, or -1 for the epochs of the "
-                     f"schedule; got {config.num_train_steps}")
-  every, keep = config.checkpoint_every_steps, config.keep_every_steps
-  if every == 0:
-    logging.warning("checkpoint_every_steps=0: only the last step (and a preemption) is saved; "
-                    "a crash loses the whole run.")
-  elif keep and keep % every:
-    logging.warning("keep_every_steps=%d is not a multiple of checkpoint_every_steps=%d: only "
-                    "steps that are multiples of both are kept.", keep, every)
-
-
 class _Outputs:
-  """Process 0's files in the workdir: metrics.jsonl, TensorBoard events, samples, page."""
+  """Process 0's files in the workdir: config.json, metrics.jsonl, TensorBoard events,
+  samples, page. Nothing is written before `start`."""
 
   def __init__(self, workdir: pathlib.Path, config, enabled: bool):
-    self.workdir, self.enabled = workdir, enabled
+    self.workdir, self.config, self.enabled = workdir, config, enabled
     self.metrics_path = workdir / "metrics.jsonl"
     self.samples_dir = workdir / "samples"
     self.writer = None
-    if enabled:
-      self.samples_dir.mkdir(parents=True, exist_ok=True)
-      if config.tensorboard:
-        from pix2pix_jax.tensorboard import MetricWriter
-        self.writer = MetricWriter(str(workdir / "tensorboard"))
+    self.started = False
+
+  def start(self, step: int) -> None:
+    """Saves config.json, drops metric lines past `step` (a resumed run redoes them) and opens
+    the writers. Called once the run has trained a step (or has nothing to train), so that a
+    launch that fails before leaves the workdir as it was."""
+    self.started = True
+    if not self.enabled:
+      return
+    checkpointing.save_config_json(self.workdir, self.config.to_dict())
+    self.truncate_after(step)
+    self.samples_dir.mkdir(parents=True, exist_ok=True)
+    if self.config.tensorboard:
+      from pix2pix_jax.tensorboard import MetricWriter
+      self.writer = MetricWriter(str(self.workdir / "tensorboard"))
 
   def append(self, record: dict) -> None:
     if not self.enabled:
@@ -332,12 +323,18 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
 
   SIGTERM or SIGINT (preemption, Ctrl-C) saves a checkpoint at the current step and returns
   normally with `summary["preempted"]` set; a NaN or Inf loss raises `NonFiniteLossError`
-  without saving past the last good checkpoint.
+  without saving past the last good checkpoint. An invalid config (`errors.ConfigError`), a
+  model other than the checkpoints' (`checkpointing.ModelMismatchError`) or data that cannot
+  be read fail before anything in `workdir` is created, changed or deleted.
   """
-  check_loop_config(config)
+  config_check.check(config, mode="train", num_devices=jax.device_count(),
+                     num_processes=jax.process_count())
+  config_check.log_warnings(config)
+  workdir_path = pathlib.Path(workdir).absolute()
+  checkpointing.check_resumable(workdir_path / "checkpoints", config.to_dict())
   # Caught from the start, so that a signal during start-up or the last save is not fatal.
   with _StopRequest() as stop, contextlib.ExitStack() as cleanup:
-    return _train(config, pathlib.Path(workdir).absolute(), stop, cleanup)
+    return _train(config, workdir_path, stop, cleanup)
 
 
 def _train(config, workdir_path: pathlib.Path, stop: _StopRequest,
@@ -348,11 +345,9 @@ def _train(config, workdir_path: pathlib.Path, stop: _StopRequest,
                     "from process 0 only: the other hosts compile again at every launch. Set "
                     "--config.compilation_cache_dir to a folder every host mounts "
                     "(docs/scaling.md).")
-  if main:
-    checkpointing.check_writable(workdir_path)
-    if (workdir_path / "checkpoints").is_dir():
-      checkpointing.check_writable(workdir_path / "checkpoints")
+  # The data first: a run that cannot read it must not create or touch the workdir.
   train_source = pipeline.get_source(config, config.data.train_split)
+  pipeline.check_split_fits_batch(train_source, config.batch_size)
   eval_source = None
   if config.data.eval_split:
     try:
@@ -361,13 +356,18 @@ def _train(config, workdir_path: pathlib.Path, stop: _StopRequest,
       logging.warning("No evaluation split %r (%s); samples come from the training split.",
                       config.data.eval_split, str(e).splitlines()[0])
   logging.info("Training data: %d examples (%s)", len(train_source), train_source)
+  sample_batch = _sample_batch(config, eval_source, train_source)
+  if main:
+    checkpointing.check_writable(workdir_path)
+    if (workdir_path / "checkpoints").is_dir():
+      checkpointing.check_writable(workdir_path / "checkpoints")
 
   exp = Experiment(config, len(train_source), train_source=train_source)
   train_step = exp.compile_train_step()  # before the state exists: see compile_train_step
-  config_dict = config.to_dict()
   ckpt = checkpointing.Checkpointer(workdir_path / "checkpoints",
                                     max_to_keep=config.max_to_keep,
-                                    keep_every_steps=config.keep_every_steps, config=config_dict)
+                                    keep_every_steps=config.keep_every_steps,
+                                    config=config.to_dict())
   # Each batch is placed on the devices one step ahead, while the previous step runs.
   train_iter = pipeline.make_train_iterator(
       config, train_source, process_index=jax.process_index(),
@@ -389,11 +389,6 @@ def _train(config, workdir_path: pathlib.Path, stop: _StopRequest,
       logging.info("Checkpoint %d is already at the end of the run (%d steps): nothing to train.",
                    start, exp.total_steps)
   outputs = _Outputs(workdir_path, config, enabled=main)
-  if main:
-    checkpointing.save_config_json(workdir_path, config_dict)
-    outputs.truncate_after(start)
-
-  sample_batch = _sample_batch(config, eval_source, train_source)
   sample_inputs = parallel.replicate_host_array(sample_batch["A"], exp.mesh)
   sample_key = jax.random.key(config.seed + 1)
   references, reference_label = (_reference_outputs(config, sample_batch["A"]) if main
@@ -443,6 +438,7 @@ def _train(config, workdir_path: pathlib.Path, stop: _StopRequest,
     if step == start + 1:  # run once: give back what its first run's set-up freed
       jax.block_until_ready(state)
       platform.release_free_host_memory()
+      outputs.start(start)
     if every(config.log_every_steps, step) or checkpoint_now or preempted:
       records = _host_metrics(pending)
       pending = []
@@ -478,6 +474,8 @@ def _train(config, workdir_path: pathlib.Path, stop: _StopRequest,
                       workdir_path / "checkpoints")
       break
   ckpt.close()
+  if not outputs.started:  # nothing was trained (already at the end, or stopped at once)
+    outputs.start(start)
   page = outputs.report()
   outputs.close()
   summary = {"step": step, "total_steps": exp.total_steps, "workdir": str(workdir_path),

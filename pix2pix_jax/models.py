@@ -165,34 +165,28 @@ DISCRIMINATORS = {
 
 def init_options(model_config) -> dict[str, Any]:
   """{init_type, init_gain} of the model config (the authors' defaults where a saved config
-  predates them), checked."""
-  init_type = model_config.get("init_type", "normal")
-  if init_type not in layers.INIT_TYPES:
-    raise ValueError(f"unknown model.init_type {init_type!r}; choose one of {layers.INIT_TYPES}")
-  return dict(init_type=init_type, init_gain=float(model_config.get("init_gain", 0.02)))
+  predates them)."""
+  return dict(init_type=model_config.get("init_type", "normal"),
+              init_gain=float(model_config.get("init_gain", 0.02)))
 
 
 def make_generator(config, dtype: Dtype = jnp.float32) -> nn.Module:
-  """Builds the generator named by `config.model.generator` from the model config."""
+  """Builds the generator named by `config.model.generator` (checked by `config_check`)."""
   m = config.model
-  if m.generator not in GENERATORS:
-    raise ValueError(f"unknown generator {m.generator!r}; choose one of {sorted(GENERATORS)}")
   kwargs = dict(output_nc=m.output_nc, ngf=m.ngf, norm=m.norm, use_dropout=m.use_dropout,
                 dropout_rate=m.dropout_rate, dtype=dtype, **init_options(m),
-                conv_impl=kernels.check_impl(m.get("conv_impl", "auto")))
+                conv_impl=m.get("conv_impl", "auto"))
   if m.generator == "unet":
     kwargs["num_downs"] = m.num_downs
   return GENERATORS[m.generator](**kwargs)
 
 
 def make_discriminator(config, dtype: Dtype = jnp.float32) -> nn.Module:
-  """Builds the discriminator named by `config.model.discriminator`."""
+  """Builds the discriminator named by `config.model.discriminator` (checked by
+  `config_check`)."""
   m = config.model
-  if m.discriminator not in DISCRIMINATORS:
-    raise ValueError(f"unknown discriminator {m.discriminator!r}; choose one of "
-                     f"{sorted(DISCRIMINATORS)}")
   kwargs = dict(ndf=m.ndf, norm=m.norm, dtype=dtype, **init_options(m),
-                conv_impl=kernels.check_impl(m.get("conv_impl", "auto")))
+                conv_impl=m.get("conv_impl", "auto"))
   if m.discriminator == "n_layers":
     kwargs["n_layers"] = m.n_layers_d
   return DISCRIMINATORS[m.discriminator](**kwargs)

@@ -19,6 +19,8 @@ import optax
 from pix2pix_jax import models, parallel
 
 LR_POLICIES = ("linear", "step", "cosine", "constant")
+# config.compute_dtype: the dtype the networks compute in (parameters always stay float32).
+COMPUTE_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
 
 class Weights(flax.struct.PyTreeNode):
@@ -54,28 +56,25 @@ def lr_schedule(config, steps_per_epoch: int) -> optax.Schedule:
   epoch n_epochs and the last scheduled epoch runs at lr 0;
   step: ×0.1 every `lr_decay_iters` epochs (StepLR, so epoch lr_decay_iters is the first decayed);
   cosine: `CosineAnnealingLR(T_max=n_epochs, eta_min=0)`, i.e. `(1 + cos(π T / n_epochs)) / 2`
-  (periodic past n_epochs, as torch's); constant.
+  (periodic past n_epochs, as torch's); constant. The optim fields are checked by
+  `config_check`.
   """
   o = config.optim
-  base, policy = float(o.lr), o.lr_policy
-  if policy not in LR_POLICIES:
-    raise ValueError(f"unknown optim.lr_policy {policy!r}; choose one of {LR_POLICIES}")
+  base = float(o.lr)
   if steps_per_epoch < 1:
     raise ValueError(f"steps_per_epoch must be positive, got {steps_per_epoch}")
+  factor_of = {
+      "linear": lambda t: 1.0 - jnp.maximum(0.0, t + 1 - o.n_epochs) / float(o.n_epochs_decay + 1),
+      "step": lambda t: 0.1 ** jnp.floor(t / o.lr_decay_iters),
+      "cosine": lambda t: 0.5 * (1 + jnp.cos(jnp.pi * t / float(o.n_epochs))),
+      "constant": jnp.ones_like,
+  }[o.lr_policy]
 
   def schedule(step):
     # The scheduler's count after the step at the start of the 1-based epoch T = e + 1.
     t = (jnp.asarray(step) // steps_per_epoch + 1).astype(jnp.float32)
-    if policy == "linear":
-      factor = 1.0 - jnp.maximum(0.0, t + 1 - o.n_epochs) / float(o.n_epochs_decay + 1)
-    elif policy == "step":
-      factor = 0.1 ** jnp.floor(t / o.lr_decay_iters)
-    elif policy == "cosine":
-      factor = 0.5 * (1 + jnp.cos(jnp.pi * t / float(o.n_epochs)))
-    else:
-      factor = jnp.ones_like(t)
     # Past the scheduled epochs (e.g. num_train_steps set longer) the rate stays at zero.
-    return base * jnp.maximum(factor, 0.0)
+    return base * jnp.maximum(factor_of(t), 0.0)
 
   return schedule
 
@@ -123,9 +122,7 @@ def create_train_state(config, generator, discriminator, g_tx, d_tx,
 
 def compute_dtype(config):
   """The networks' compute dtype (`config.compute_dtype`); parameters always stay float32."""
-  if config.compute_dtype not in ("float32", "bfloat16"):
-    raise ValueError(f"compute_dtype must be float32 or bfloat16, got {config.compute_dtype!r}")
-  return jnp.bfloat16 if config.compute_dtype == "bfloat16" else jnp.float32
+  return COMPUTE_DTYPES[config.compute_dtype]
 
 
 def default_image_shape(config) -> tuple[int, int]:

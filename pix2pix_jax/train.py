@@ -116,9 +116,6 @@ def unit_range(images: jax.Array) -> jax.Array:
 
 def bind_train_step(config, generator, discriminator, g_tx, d_tx):
   """`train_step` with the static settings of `config` bound (jit the result)."""
-  if config.loss.lambda_gp < 0:
-    raise ValueError(f"loss.lambda_gp must be >= 0 (0 = no gradient penalty), got "
-                     f"{config.loss.lambda_gp}")
   return functools.partial(
       train_step, generator=generator, discriminator=discriminator, g_tx=g_tx, d_tx=d_tx,
       gan_mode=config.loss.gan_mode, lambda_l1=float(config.loss.lambda_l1),

@@ -259,9 +259,9 @@ def test_read_only_workdir_fails_before_training(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("key,value,message", [
-    ("checkpoint_every_steps", -1, "checkpoint_every_steps must be an integer >= 0"),
-    ("max_to_keep", -2, "max_to_keep must be an integer >= 0"),
-    ("num_train_steps", 0, "num_train_steps must be positive"),
+    ("checkpoint_every_steps", -1, "--config.checkpoint_every_steps=-1: must be an integer >= 0"),
+    ("max_to_keep", -2, "--config.max_to_keep=-2: must be an integer >= 0"),
+    ("num_train_steps", 0, "--config.num_train_steps=0: must be an integer >= 1, or -1"),
 ])
 def test_invalid_loop_settings_fail_before_training(tmp_path, key, value, message):
   config = tiny_config()
@@ -292,17 +292,22 @@ sys.path[:0] = [{repo!r}, {configs!r}]
 import numpy as np
 import tiny
 from pix2pix_jax import loop, parallel, platform
+from pix2pix_jax.data import pipeline
 
 config = tiny.get_config()
 config.num_train_steps, config.checkpoint_every_steps, config.log_every_steps = 6, 2, 2
 config.sample_every_steps = config.eval_every_steps = 0
 platform.configure(config)
+# Batches reach the step as uint8 and are scaled there by this table: pixel value 255 becomes
+# NaN, every batch but the third is kept below 255, and the third's inputs are all 255.
+pipeline.UNIT_RANGE_OF_UINT8 = np.append(pipeline.UNIT_RANGE_OF_UINT8[:255], np.nan)
 real_global_batch, batches = parallel.global_batch, []
 
 def global_batch_with_nan_at_step_3(local, sharding):
   batches.append(None)
+  local = {{k: np.minimum(v, 254) for k, v in local.items()}}
   if len(batches) == 3:
-    local = dict(local, A=np.full_like(local["A"], np.nan))
+    local["A"] = np.full_like(local["A"], 255)
   return real_global_batch(local, sharding)
 
 parallel.global_batch = global_batch_with_nan_at_step_3

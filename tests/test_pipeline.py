@@ -9,6 +9,7 @@ from PIL import Image
 
 from conftest import REAL_FACADES
 from helpers import tiny_config
+from pix2pix_jax import config_check
 from pix2pix_jax.data import pipeline
 
 
@@ -87,10 +88,11 @@ def test_non_square_pairs_resize_to_aspect_ratio():
 
 
 def test_bad_settings_are_clear_errors():
-  with pytest.raises(ValueError, match="data.direction"):
-    _transform(direction="AB")
-  with pytest.raises(ValueError, match="data.preprocess"):
-    _transform(preprocess="zoom")
+  # The settings are checked with the rest of the config (config_check); the images here.
+  with pytest.raises(ValueError, match="--config.data.direction=AB: must be one of AtoB, BtoA"):
+    config_check.check(tiny_config(**{"data.direction": "AB"}))
+  with pytest.raises(ValueError, match="--config.data.preprocess=zoom: must be one of"):
+    config_check.check(tiny_config(**{"data.preprocess": "zoom"}))
   with pytest.raises(ValueError, match="smaller than the crop"):
     _transform(preprocess="crop", crop_size=64)(_GradientSource()[0], None)
 
@@ -204,7 +206,8 @@ def test_arrays_in_the_wanted_form_skip_pil_with_the_same_values():
 
 
 def test_too_small_split_is_a_clear_error():
-  with pytest.raises(ValueError, match="fewer than one global batch"):
+  with pytest.raises(ValueError, match="fewer than one global batch of 4: use "
+                                       "--config.batch_size=2 or less"):
     pipeline.train_dataset(_GradientSource(n=2), _transform(), seed=0, global_batch=4)
 
 
@@ -221,8 +224,8 @@ def test_unknown_dataset_is_a_clear_error():
 
 
 def test_folder_dataset_without_data_dir_is_a_clear_error():
-  with pytest.raises(ValueError, match="data_dir"):
-    pipeline.get_source(tiny_config(**{"data.dataset": "folder"}), "train")
+  with pytest.raises(ValueError, match="--config.data.data_dir='': data.dataset=folder needs"):
+    config_check.check(tiny_config(**{"data.dataset": "folder"}))
 
 
 # ---- The authors' test protocol: which files, in which order ---------------------------------
@@ -300,8 +303,9 @@ def test_max_dataset_size_keeps_the_authors_first_files(protocol_folder):
                                                              max_dataset_size=4)
   batch = next(pipeline.make_train_iterator(config, source))  # the subset trains as a source
   assert batch["A"].shape == (config.batch_size, 32, 32, 3)
-  with pytest.raises(ValueError, match="data.max_dataset_size must be an integer >= 0"):
-    pipeline.get_source(tiny_config(**{"data.max_dataset_size": -1}), "train")
+  with pytest.raises(ValueError, match=r"--config.data.max_dataset_size=-1: must be an integer "
+                                       r">= 0 \(0 = all files\)"):
+    config_check.check(tiny_config(**{"data.max_dataset_size": -1}))
 
 
 @pytest.mark.skipif(not (REAL_FACADES / "val").is_dir(),

@@ -30,6 +30,8 @@ import struct
 import numpy as np
 from PIL import Image
 
+from pix2pix_jax import errors
+
 # File extensions read as images wherever a folder is listed (training data, translate inputs).
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm")
 # Modes holding greyscale integers wider than 8 bits, scaled rather than clipped.
@@ -40,7 +42,7 @@ _WIDE_GREY_MAX = 65535
 _PILLOW_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, struct.error)
 
 
-class BadImageError(ValueError):
+class BadImageError(errors.InputError):
   """An image file that cannot be used; the message names the file and the fix."""
 
 
@@ -80,15 +82,19 @@ def decode_image(data: bytes, name: str) -> np.ndarray:
     else:
       problem = f"corrupt ({type(e).__name__}: {e})"
     raise BadImageError(
-        f"{name}: {problem}. Re-copy or re-download this file, delete it, or load the "
-        "folder with skip_bad=True to skip such files."
+        f"{name}: {problem}. Re-copy or re-download this file, delete it, or skip such "
+        "files (--config.data.skip_bad_images=True; prepare's --skip_bad)."
     ) from e
 
 
 def load_image(path: str | os.PathLike) -> np.ndarray:
   """Reads and decodes one image file; see `decode_image`."""
-  with open(path, "rb") as f:
-    data = f.read()
+  try:
+    with open(path, "rb") as f:
+      data = f.read()
+  except OSError as e:
+    raise BadImageError(f"{os.fspath(path)}: cannot be read ({e.strerror or e}); check that it "
+                        "is a readable file") from e
   return decode_image(data, os.fspath(path))
 
 

@@ -23,6 +23,7 @@ import grain
 import numpy as np
 from PIL import Image
 
+from pix2pix_jax import errors
 from pix2pix_jax.data.iterator import TrainIterator, resolve_num_workers
 
 PREPROCESS_MODES = ("resize_and_crop", "crop", "scale_width", "scale_width_and_crop", "none")
@@ -32,7 +33,8 @@ TFDS_DATASETS = ("facades", "maps", "cityscapes", "edges2shoes", "edges2handbags
 
 @dataclasses.dataclass(frozen=True)
 class Transform:
-  """The static preprocessing settings (a plain picklable value, not the config)."""
+  """The static preprocessing settings (a plain picklable value, not the config; its fields
+  are checked by `config_check`)."""
   direction: str = "AtoB"
   preprocess: str = "resize_and_crop"
   load_size: int = 286
@@ -45,21 +47,6 @@ class Transform:
   # True: float32 in [-1, 1]. False: uint8 as read, for training batches, which the train step
   # scales on the devices (4× fewer bytes from the readers to the devices, no host arithmetic).
   scaled: bool = True
-
-  def __post_init__(self):
-    if self.direction not in DIRECTIONS:
-      raise ValueError(f"data.direction must be one of {DIRECTIONS}, got {self.direction!r}")
-    if self.preprocess not in PREPROCESS_MODES:
-      raise ValueError(f"data.preprocess must be one of {PREPROCESS_MODES}, got "
-                       f"{self.preprocess!r}")
-    for name in ("input_nc", "output_nc"):
-      if getattr(self, name) not in (1, 3):
-        raise ValueError(f"model.{name} must be 1 or 3, got {getattr(self, name)}")
-    if self.aspect_ratio <= 0:
-      raise ValueError(f"data.aspect_ratio must be positive, got {self.aspect_ratio}")
-    if "crop" in self.preprocess and self.crop_size > self.load_size and "resize" in self.preprocess:
-      raise ValueError(f"data.crop_size {self.crop_size} is larger than data.load_size "
-                       f"{self.load_size}")
 
   @classmethod
   def from_config(cls, config, train: bool) -> "Transform":
@@ -182,9 +169,6 @@ def get_source(config, split: str):
   `data.max_dataset_size` files in the authors' order when that is set."""
   source = _dataset_source(config, split)
   limit = config.data.get("max_dataset_size", 0)
-  if not isinstance(limit, int) or limit < 0:
-    raise ValueError(f"data.max_dataset_size must be an integer >= 0 (0 = all files), got "
-                     f"{limit!r}")
   if limit and limit < len(source):
     source = Subset(source, authors_order(source)[:limit])
   return source
@@ -202,9 +186,6 @@ def _dataset_source(config, split: str):
                             else d.crop_size, seed=config.seed * 10 + offset).rendered()
   if name == "folder":
     from pix2pix_jax.data.folder import folder_source
-    if not d.data_dir:
-      raise ValueError("data.dataset='folder' needs --config.data.data_dir=PATH, a folder with "
-                       "train/ (and val/) subfolders of aligned A|B images or A/ B/ pairs")
     return folder_source(os.path.expanduser(d.data_dir), split, skip_bad=d.skip_bad_images)
   if name in TFDS_DATASETS or name.startswith("pix2pix_folder/"):
     from pix2pix_jax.data import tfds_builder
@@ -267,6 +248,14 @@ class Subset:
 
 # ---------------------------------------------------------------------------- grain
 
+def check_split_fits_batch(source, global_batch: int) -> None:
+  """Training needs at least one global batch of examples."""
+  if len(source) < global_batch:
+    raise errors.UsageError(
+        f"the training split has {len(source)} examples, fewer than one global batch of "
+        f"{global_batch}: use --config.batch_size={len(source)} or less, or more data")
+
+
 def train_dataset(source, transform: Transform, *, seed: int, global_batch: int,
                   process_index: int = 0, process_count: int = 1) -> grain.MapDataset:
   """An infinite MapDataset of this process's rows of each global batch.
@@ -275,9 +264,7 @@ def train_dataset(source, transform: Transform, *, seed: int, global_batch: int,
   epoch) augmented with a generator seeded by (seed, k). Batches of L = G / P consecutive
   positions are formed, and process p takes local batches p, p + P, p + 2P, ...
   """
-  if len(source) < global_batch:
-    raise ValueError(f"the training split has {len(source)} examples, fewer than one global "
-                     f"batch of {global_batch}")
+  check_split_fits_batch(source, global_batch)
   if global_batch % process_count:
     raise ValueError(f"global batch {global_batch} is not divisible by {process_count} processes")
   local = global_batch // process_count

@@ -10,7 +10,8 @@ and B/ subfolders (detected per split):
   python -m pix2pix_jax.data.prepare --dataset folder --source_dir DIR --name NAME
 
 Running it again is a no-op; --overwrite rebuilds. Read the result with
-`pix2pix_jax.data.tfds_builder.TfdsSource(name, split, data_dir)`.
+`pix2pix_jax.data.tfds_builder.TfdsSource(name, split, data_dir)`. A mistake ends in one
+`error: ...` line and exit code 2 (the command is wrong) or 1 (the data could not be prepared).
 """
 
 from __future__ import annotations
@@ -20,28 +21,39 @@ import pathlib
 import sys
 
 import tensorflow_datasets as tfds
-from absl import app, flags
+from absl import flags
 
+from pix2pix_jax import cli, errors
 from pix2pix_jax.data import folder, tfds_builder
 
 DATASETS = [config.name for config in tfds_builder.Pix2pix.BUILDER_CONFIGS]
 
+# Flags of their own (not absl's global FLAGS), so that launch.py's and these can be parsed
+# in one process.
+FLAGS = cli.new_flag_values()
 _DATASET = flags.DEFINE_enum(
-    "dataset", None, DATASETS + ["folder"], "Which dataset to prepare; 'folder' for your own.")
+    "dataset", None, DATASETS + ["folder"], "Which dataset to prepare; 'folder' for your own.",
+    flag_values=FLAGS)
 _DATA_DIR = flags.DEFINE_string(
-    "data_dir", None, "Where prepared datasets go (TFDS's default, ~/tensorflow_datasets, if unset).")
+    "data_dir", None, "Where prepared datasets go (TFDS's default, ~/tensorflow_datasets, if "
+    "unset).", flag_values=FLAGS)
 _MANUAL_DIR = flags.DEFINE_string(
-    "manual_dir", None,
-    "Folder holding <dataset>.tar.gz or the extracted <dataset>/ folder (offline use, cityscapes).")
+    "manual_dir", None, "Folder holding <dataset>.tar.gz or the extracted <dataset>/ folder "
+    "(offline use, cityscapes).", flag_values=FLAGS)
 _DOWNLOAD = flags.DEFINE_bool(
-    "download", True, "Download from the authors' server when the manual dir has nothing.")
+    "download", True, "Download from the authors' server when the manual dir has nothing.",
+    flag_values=FLAGS)
 _SOURCE_DIR = flags.DEFINE_string(
-    "source_dir", None, "--dataset folder: the folder whose subfolders are the splits.")
+    "source_dir", None, "--dataset folder: the folder whose subfolders are the splits.",
+    flag_values=FLAGS)
 _NAME = flags.DEFINE_string(
-    "name", None, "--dataset folder: the name to store it under (lower-case letters, digits, '_').")
-_OVERWRITE = flags.DEFINE_bool("overwrite", False, "Delete and rebuild a prepared dataset.")
+    "name", None, "--dataset folder: the name to store it under (lower-case letters, digits, "
+    "'_').", flag_values=FLAGS)
+_OVERWRITE = flags.DEFINE_bool("overwrite", False, "Delete and rebuild a prepared dataset.",
+                               flag_values=FLAGS)
 _SKIP_BAD = flags.DEFINE_bool(
-    "skip_bad", False, "Leave out corrupt source images (with a warning) instead of stopping.")
+    "skip_bad", False, "Leave out corrupt source images (with a warning) instead of stopping.",
+    flag_values=FLAGS)
 
 
 def make_builder(
@@ -56,12 +68,14 @@ def make_builder(
   data_dir = os.fspath(pathlib.Path(data_dir or tfds.core.constants.DATA_DIR).expanduser())
   if dataset == "folder":
     if not name:
-      raise ValueError("--dataset folder needs --name, the name to store the dataset under.")
+      raise errors.UsageError("--dataset folder needs --name, the name to store the dataset "
+                              "under.")
     return tfds_builder.Pix2pixFolder(config=name, data_dir=data_dir, skip_bad=skip_bad)
   if dataset in DATASETS:
     return tfds_builder.Pix2pix(
         config=dataset, data_dir=data_dir, allow_download=allow_download, skip_bad=skip_bad)
-  raise ValueError(f"unknown dataset {dataset!r}; choose one of {', '.join(DATASETS)} or folder.")
+  raise errors.UsageError(f"unknown dataset {dataset!r}; choose one of {', '.join(DATASETS)} "
+                          "or folder.")
 
 
 def prepare(
@@ -97,8 +111,13 @@ def prepare_builder(
     overwrite: bool = False,
 ) -> None:
   """Runs `builder.download_and_prepare` with the manual dir; keeps downloads on overwrite."""
-  if isinstance(builder, tfds_builder.Pix2pixFolder) and not manual_dir:
-    raise ValueError("--dataset folder needs --source_dir, the folder whose subfolders are splits.")
+  if isinstance(builder, tfds_builder.Pix2pixFolder):
+    if not manual_dir:
+      raise errors.UsageError("--dataset folder needs --source_dir, the folder whose subfolders "
+                              "are splits.")
+    if not pathlib.Path(manual_dir).expanduser().is_dir():
+      raise errors.PathNotFoundError(f"--source_dir {manual_dir}: no such folder; give the "
+                                     "folder whose subfolders (train/, val/) hold the pairs.")
   mode = (tfds.download.GenerateMode.REUSE_CACHE_IF_EXISTS if overwrite
           else tfds.download.GenerateMode.REUSE_DATASET_IF_EXISTS)
   builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
@@ -118,36 +137,40 @@ def _describe_folder(source_dir: str) -> None:
       print(f"  {split}: {count} pairs, {'A/ and B/ folders' if layout == 'paired' else 'aligned A|B'}")
 
 
-def main(argv: list[str]) -> None:
+def run(argv: list[str]) -> None:
+  """Prepares the dataset the parsed flags name; `argv` holds what the flags left."""
   if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    raise errors.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
   if _DATASET.value is None:
-    raise app.UsageError(f"--dataset is required: one of {', '.join(DATASETS)} or folder.")
+    raise errors.UsageError(f"--dataset is required: one of {', '.join(DATASETS)} or folder.")
   if _DATASET.value == "folder":
     if not _SOURCE_DIR.value or not _NAME.value:
-      raise app.UsageError("--dataset folder needs --source_dir and --name.")
+      raise errors.UsageError("--dataset folder needs --source_dir and --name.")
+    if not pathlib.Path(_SOURCE_DIR.value).expanduser().is_dir():
+      raise errors.PathNotFoundError(f"--source_dir {_SOURCE_DIR.value}: no such folder; give "
+                                     "the folder whose subfolders (train/, val/) hold the pairs.")
     print(f"Preparing {_SOURCE_DIR.value} as pix2pix_folder/{_NAME.value}:")
     _describe_folder(_SOURCE_DIR.value)
     full_name = f"pix2pix_folder/{_NAME.value}"
   else:
     print(f"Preparing pix2pix/{_DATASET.value}")
     full_name = f"pix2pix/{_DATASET.value}"
-  try:
-    builder = make_builder(_DATASET.value, _DATA_DIR.value, name=_NAME.value,
-                           allow_download=_DOWNLOAD.value, skip_bad=_SKIP_BAD.value)
-    if builder.data_path.exists() and not _OVERWRITE.value:
-      print("Already prepared: nothing to do (--overwrite rebuilds it).")
-    prepare_builder(
-        builder,
-        manual_dir=_SOURCE_DIR.value if _DATASET.value == "folder" else _MANUAL_DIR.value,
-        overwrite=_OVERWRITE.value)
-  except (FileNotFoundError, ValueError) as e:
-    print(f"error: {e}", file=sys.stderr)
-    sys.exit(1)
+  builder = make_builder(_DATASET.value, _DATA_DIR.value, name=_NAME.value,
+                         allow_download=_DOWNLOAD.value, skip_bad=_SKIP_BAD.value)
+  if builder.data_path.exists() and not _OVERWRITE.value:
+    print("Already prepared: nothing to do (--overwrite rebuilds it).")
+  prepare_builder(
+      builder, manual_dir=_SOURCE_DIR.value if _DATASET.value == "folder" else _MANUAL_DIR.value,
+      overwrite=_OVERWRITE.value)
   splits = ", ".join(f"{s} {info.num_examples}" for s, info in builder.info.splits.items())
   print(f"{full_name} is prepared at {builder.data_dir} ({splits} examples).")
   print(f"Read it with TfdsSource({full_name!r}, split, data_dir={str(builder.data_dir_root)!r}).")
 
 
+def main(argv: list[str] | None = None) -> int:
+  """The command line (default sys.argv); returns the exit code."""
+  return cli.run(run, argv, FLAGS)
+
+
 if __name__ == "__main__":
-  app.run(main)
+  sys.exit(main())

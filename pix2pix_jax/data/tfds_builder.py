@@ -33,7 +33,7 @@ import tqdm
 from absl import logging
 from etils import epath
 
-from pix2pix_jax import atomic
+from pix2pix_jax import atomic, errors
 from pix2pix_jax.data import folder, images
 
 URL_PATTERN = "http://efrosgans.eecs.berkeley.edu/pix2pix/datasets/{name}.tar.gz"
@@ -92,12 +92,13 @@ def _missing_data_error(name: str, manual_dir: pathlib.Path, splits, downloadabl
   ]
   text = (
       f"no source data for pix2pix/{name}: {reason}. Put\n" + "\n".join(options) + "\n"
-      f"and prepare again with that folder as the manual dir (--manual_dir {manual_dir}, "
-      "or tfds.download.DownloadConfig(manual_dir=...))."
+      f"and run again with that folder as the manual dir: --config.data.manual_dir="
+      f"{manual_dir} for launch.py, --manual_dir {manual_dir} for pix2pix_jax.data.prepare, "
+      "DownloadConfig(manual_dir=...) for TFDS."
   )
   if name == "cityscapes":
     text += "\n\n" + _CITYSCAPES_INSTRUCTIONS
-  return FileNotFoundError(text)
+  return errors.DataNotFoundError(text)
 
 
 def _has_images(path: pathlib.Path) -> bool:
@@ -336,7 +337,7 @@ class Pix2pixFolder(_PairsBuilder):
     if isinstance(config, str):
       name, _, version = config.partition(":")
       if not re.fullmatch(r"[a-z0-9_]+", name):
-        raise ValueError(
+        raise errors.UsageError(
             f"dataset name {name!r} may hold only lower-case letters, digits and '_'.")
       config = Pix2pixFolderConfig(name=name, version=version or None)
     super().__init__(config=config, **kwargs)
@@ -388,7 +389,7 @@ def _prepared_dir(name: str, data_dir: pathlib.Path) -> pathlib.Path:
         f"python -m pix2pix_jax.data.prepare --dataset folder --name {config} "
         f"--source_dir DIR --data_dir {data_dir}"
     )
-    raise FileNotFoundError(
+    raise errors.DataNotFoundError(
         f"no prepared dataset {name}{':' + version if version else ''} in {data_dir}. "
         f"Prepare it first: {command}")
   return max(versions, key=lambda p: tuple(int(n) for n in p.name.split(".")))
@@ -423,7 +424,7 @@ class TfdsSource:
     base = re.match(r"\w*", self.split).group(0)
     if available.get(base, 0) == 0:
       listing = ", ".join(f"{s} ({n} examples)" for s, n in sorted(available.items()))
-      raise ValueError(
+      raise errors.UsageError(
           f"split {self.split!r} of {self.name} in {self.data_dir} is "
           f"{'empty' if base in available else 'missing'}; available splits: {listing or 'none'}.")
     self._records = builder.as_data_source(split=self.split)

@@ -1,0 +1,401 @@
+"""Every rule a config must follow, checked in one place before anything is built.
+
+`check(config, mode=...)` raises one `errors.ConfigError` listing every problem, each naming
+the key as typed on the command line (`--config.optim.lr=-1.0: must be a number > 0`). The
+entry points call it first (launch.py's modes through `commands.resolve_config`,
+`loop.train_and_evaluate`, `inference.load`, `convert`), so the code behind them reads a
+config it can trust.
+
+Rules are rows of `FIELD_RULES` (one key, the modes it matters in, what it must be) and small
+functions in `CROSS_RULES` (several keys together: sizes, paths, the batch over the devices).
+A cross rule runs only when the keys it reads passed their own rows. Keys a config lacks
+(configs saved before the key existed) are left to the code's defaults. Checks that need the
+data (an image's size, a split's length) stay where the data is read.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import Any, Callable, Iterable
+
+from absl import logging
+
+from pix2pix_jax import errors, evaluate, kernels, layers, losses, models, parallel, state
+from pix2pix_jax.data import pipeline, synthetic
+
+MODES = ("train", "eval", "translate", "export", "summary", "demo", "convert")
+ALL = frozenset(MODES)
+DATA = frozenset({"train", "eval"})  # the modes that read a dataset
+TRAIN = frozenset({"train"})
+BUILD = frozenset({"train", "convert"})  # the modes that initialise a state with optimisers
+EVAL = frozenset({"eval"})
+# Sanity limits: a side or width past these is a typo (and cannot be built or rendered).
+MAX_SIDE = 16384  # pixels
+MAX_WIDTH = 4096  # base width of a network (the paper: 64)
+_MISSING = object()
+
+
+# ---------------------------------------------------------------------------- what a value must be
+
+def _show(value: Any) -> str:
+  """A value as it would be typed after `--config.key=`."""
+  if isinstance(value, str) and value and not any(c.isspace() for c in value):
+    return value
+  return repr(value)
+
+
+def _is_int(value) -> bool:
+  return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value) -> bool:
+  return (isinstance(value, (int, float)) and not isinstance(value, bool)
+          and math.isfinite(value))
+
+
+def integer(low: int | None = None, high: int | None = None, note: str = ""):
+  """An integer in [low, high] (either bound may be open-ended)."""
+  if low is not None and high is not None:
+    allowed = f"an integer in [{low}, {high}]"
+  elif low is not None:
+    allowed = f"an integer >= {low}"
+  else:
+    allowed = "an integer"
+  allowed += f" ({note})" if note else ""
+
+  def check(value):
+    ok = _is_int(value) and (low is None or value >= low) and (high is None or value <= high)
+    return None if ok else f"must be {allowed}"
+  return check
+
+
+def number(low: float, *, low_open: bool = False, high: float | None = None,
+           high_open: bool = True, note: str = ""):
+  """A finite number (int or float) in the interval given."""
+  left = f"{'(' if low_open else '['}{low:g}"
+  allowed = (f"a number in {left}, {high:g}{')' if high_open else ']'}" if high is not None
+             else f"a number {'>' if low_open else '>='} {low:g}")
+  allowed += f" ({note})" if note else ""
+
+  def check(value):
+    ok = _is_number(value) and (value > low if low_open else value >= low) and (
+        high is None or (value < high if high_open else value <= high))
+    return None if ok else f"must be {allowed}"
+  return check
+
+
+def choice(options: Iterable[str]):
+  options = tuple(options)
+
+  def check(value):
+    return None if value in options else f"must be one of {', '.join(options)}"
+  return check
+
+
+def boolean(value):
+  return None if isinstance(value, bool) else "must be True or False"
+
+
+def text(value):
+  return None if isinstance(value, str) else "must be a string"
+
+
+def dataset_name(value):
+  if isinstance(value, str) and (value in ("synthetic", "folder") + pipeline.TFDS_DATASETS
+                                 or value.startswith("pix2pix_folder/") and len(value) > 15):
+    return None
+  return (f"must be synthetic, folder, pix2pix_folder/NAME (prepared with "
+          f"pix2pix_jax.data.prepare) or one of {', '.join(pipeline.TFDS_DATASETS)}")
+
+
+def split_name(value):
+  return None if isinstance(value, str) and value else "must be a split name, e.g. train"
+
+
+def channels(value):
+  return None if _is_int(value) and value in (1, 3) else "must be 1 (grey) or 3 (RGB)"
+
+
+def workers(value):
+  # A saved config's override gives the number as text.
+  if value == "auto" or _is_int(value) and value >= 0 or isinstance(value, str) and value.isdigit():
+    return None
+  return "must be auto or an integer >= 0 (0 = read in the training process)"
+
+
+def train_steps(value):
+  if _is_int(value) and (value == -1 or value >= 1):
+    return None
+  return "must be an integer >= 1, or -1 for the epochs of the schedule"
+
+
+_INTERVAL = "in steps; 0 = never"
+
+# (key, the modes where it matters, check): each check returns None or what the value must be.
+FIELD_RULES: tuple[tuple[str, frozenset, Callable[[Any], str | None]], ...] = (
+    ("seed", ALL, integer(0, 2**32 - 1)),
+    # ---- data
+    ("data.dataset", DATA, dataset_name),
+    ("data.data_dir", DATA, text),
+    ("data.tfds_data_dir", DATA, text),
+    ("data.manual_dir", DATA, text),
+    ("data.direction", ALL, choice(pipeline.DIRECTIONS)),
+    ("data.preprocess", ALL, choice(pipeline.PREPROCESS_MODES)),
+    ("data.load_size", ALL, integer(1, MAX_SIDE, note="pixels")),
+    ("data.crop_size", ALL, integer(1, MAX_SIDE, note="pixels")),
+    ("data.aspect_ratio", ALL, number(0, low_open=True, note="width / height")),
+    ("data.no_flip", TRAIN, boolean),
+    ("data.train_split", TRAIN, split_name),
+    ("data.eval_split", DATA, text),
+    ("data.max_dataset_size", DATA, integer(0, note="0 = all files")),
+    ("data.num_synthetic", DATA, integer(1)),
+    ("data.num_workers", TRAIN, workers),
+    ("data.num_threads", DATA, integer(1)),
+    ("data.prefetch", DATA, integer(1, note="batches")),
+    ("data.skip_bad_images", DATA, boolean),
+    # ---- model
+    ("model.generator", ALL, choice(models.GENERATORS)),
+    ("model.num_downs", ALL, integer(1, 16, note="levels; inputs are multiples of 2^num_downs")),
+    ("model.ngf", ALL, integer(1, MAX_WIDTH)),
+    ("model.discriminator", ALL, choice(models.DISCRIMINATORS)),
+    ("model.n_layers_d", ALL, integer(0, 16)),
+    ("model.ndf", ALL, integer(1, MAX_WIDTH)),
+    ("model.norm", ALL, choice(layers.NORMS)),
+    ("model.use_dropout", ALL, boolean),
+    ("model.dropout_rate", ALL, number(0, high=1)),
+    ("model.input_nc", ALL, channels),
+    ("model.output_nc", ALL, channels),
+    ("model.init_type", BUILD, choice(layers.INIT_TYPES)),
+    ("model.init_gain", BUILD, number(0, low_open=True)),
+    ("model.conv_impl", ALL, choice(kernels.CONV_IMPLS)),
+    # ---- loss
+    ("loss.gan_mode", ALL, choice(losses.GAN_MODES)),
+    ("loss.lambda_l1", TRAIN, number(0)),
+    ("loss.lambda_gp", TRAIN, number(0, note="0 = no gradient penalty")),
+    # ---- optimiser and schedule
+    ("optim.lr", BUILD, number(0, low_open=True, note="Adam's learning rate, e.g. 0.0002")),
+    ("optim.beta1", BUILD, number(0, high=1)),
+    ("optim.beta2", BUILD, number(0, high=1)),
+    ("optim.lr_policy", BUILD, choice(state.LR_POLICIES)),
+    ("optim.n_epochs", BUILD, integer(0, note="epochs")),
+    ("optim.n_epochs_decay", BUILD, integer(0, note="epochs")),
+    ("optim.lr_decay_iters", BUILD, integer(1, note="epochs")),
+    # ---- loop
+    ("batch_size", TRAIN, integer(1, note="the global batch over every device")),
+    ("num_train_steps", TRAIN, train_steps),
+    ("compute_dtype", ALL, choice(state.COMPUTE_DTYPES)),
+    ("deterministic", ALL, boolean),
+    ("compilation_cache_dir", ALL, text),
+    ("log_every_steps", TRAIN, integer(0, note=_INTERVAL)),
+    ("sample_every_steps", TRAIN, integer(0, note=_INTERVAL)),
+    ("num_samples", DATA, integer(1)),
+    ("eval_every_steps", TRAIN, integer(0, note=_INTERVAL)),
+    ("eval_mode", ALL, choice(evaluate.EVAL_MODES)),
+    ("eval_batch_size", ALL, integer(1)),
+    ("num_test", EVAL, integer(0, note="0 = the whole split")),
+    ("checkpoint_every_steps", TRAIN, integer(0, note="in steps; 0 = only the last step")),
+    ("max_to_keep", TRAIN, integer(0, note="0 = keep all")),
+    ("keep_every_steps", TRAIN, integer(0, note="in steps; 0 = none kept besides")),
+    ("tensorboard", TRAIN, boolean),
+    ("report.reference_workdir", TRAIN, text),
+)
+
+
+def _lookup(config, key: str):
+  node = config
+  for part in key.split("."):
+    try:
+      if part not in node:
+        return _MISSING
+      node = node[part]
+    except TypeError:  # a section replaced by a value
+      return _MISSING
+  return node
+
+
+def _problem(key: str, value, must: str) -> str:
+  return f"--config.{key}={_show(value)}: {must}"
+
+
+# ---------------------------------------------------------------------------- several keys together
+
+class _Context:
+  """What the cross rules know besides the config."""
+
+  def __init__(self, mode: str, num_devices: int | None, num_processes: int):
+    self.mode, self.num_devices, self.num_processes = mode, num_devices, num_processes
+
+
+def _input_sizes(config) -> list[tuple[str, int]]:
+  """(key to change, pixels) for every input side the networks are built at from the config.
+
+  Test time builds them at crop_size × crop_size whatever the preprocessing; training at the
+  crop, whose width the resize modes scale by aspect_ratio.
+  """
+  d = config.data
+  sizes = [("data.crop_size", d.crop_size)]
+  if d.preprocess == "resize_and_crop" and round(d.crop_size * d.aspect_ratio) != d.crop_size:
+    sizes.append(("data.aspect_ratio", round(d.crop_size * d.aspect_ratio)))
+  return sizes
+
+
+def _patchgan_output(size: int, n_layers: int) -> int:
+  """Output side of the PatchGAN on `size` pixels: max(n_layers, 1) stride-2 and two stride-1
+  4×4 convolutions with padding 1."""
+  for _ in range(max(n_layers, 1)):
+    size = (size - 2) // 2 + 1
+    if size < 1:
+      break
+  return size - 2
+
+
+def _sizes(config, ctx):
+  d, m = config.data, config.model
+  if d.preprocess == "resize_and_crop" and round(d.load_size * d.aspect_ratio) > MAX_SIDE:
+    yield (f"--config.data.aspect_ratio={_show(d.aspect_ratio)}: images are resized to "
+           f"{d.load_size}×{round(d.load_size * d.aspect_ratio)} pixels, wider than {MAX_SIDE}")
+    return
+  if d.preprocess in ("resize_and_crop", "scale_width_and_crop") and d.crop_size > d.load_size:
+    yield (f"--config.data.crop_size={d.crop_size}: must be <= --config.data.load_size="
+           f"{d.load_size} (data.preprocess={d.preprocess} scales to load_size, then crops)")
+  multiple = pipeline.size_multiple(config)
+  if m.generator.startswith("unet"):
+    smallest, network = multiple, (f"the U-Net with {int(math.log2(multiple))} levels "
+                                   f"(model.generator={m.generator})")
+  else:  # two stride-2 levels, and reflection padding at a quarter of the size
+    smallest, network = 8, f"the ResNet generator (model.generator={m.generator})"
+  for key, size in _input_sizes(config):
+    if size % multiple or size < smallest:
+      value = d.crop_size if key == "data.crop_size" else d.aspect_ratio
+      side = "" if key == "data.crop_size" else f" crops {d.crop_size}×{size} pixels:"
+      fix = max(smallest, size - size % multiple)
+      yield (f"--config.{key}={_show(value)}:{side} {network} needs sides that are "
+             f"multiples of {multiple}" + (f", at least {smallest}" if smallest > multiple
+                                           else "")
+             + (f", e.g. --config.data.crop_size={fix}" if key == "data.crop_size" else ""))
+  if m.discriminator == "pixel":
+    return
+  n_layers = 3 if m.discriminator == "basic" else m.n_layers_d
+  for key, size in _input_sizes(config):
+    if _patchgan_output(size, n_layers) < 1:
+      value = d.crop_size if key == "data.crop_size" else d.aspect_ratio
+      yield (f"--config.{key}={_show(value)}: {size} pixels are too few for the PatchGAN "
+             f"with {n_layers} layers (model.discriminator={m.discriminator}), which needs "
+             f"{3 * 2 ** max(n_layers, 1)}; use larger crops, or fewer layers "
+             "(--config.model.discriminator=n_layers --config.model.n_layers_d=N)")
+
+
+def _synthetic(config, ctx):
+  d = config.data
+  if d.dataset != "synthetic":
+    return
+  key = "load_size" if "resize" in d.preprocess else "crop_size"
+  if d[key] < synthetic.MIN_IMAGE_SIZE:
+    yield (f"--config.data.{key}={d[key]}: the synthetic facades are drawn at "
+           f"{synthetic.MIN_IMAGE_SIZE} pixels or more")
+  if ctx.mode == "train" and d.num_synthetic < config.batch_size:
+    yield (f"--config.data.num_synthetic={d.num_synthetic}: fewer examples than one batch; "
+           f"use at least --config.batch_size={config.batch_size}")
+
+
+def _data_dir(config, ctx):
+  d = config.data
+  if d.dataset != "folder":
+    return
+  if not d.data_dir:
+    yield ("--config.data.data_dir='': data.dataset=folder needs the folder of image pairs, "
+           "--config.data.data_dir=PATH (holding train/ and val/)")
+  elif not os.path.isdir(os.path.expanduser(d.data_dir)):
+    yield (f"--config.data.data_dir={_show(d.data_dir)}: no such folder; give the folder of "
+           "image pairs (holding train/ and val/)")
+
+
+def _schedule(config, ctx):
+  o = config.optim
+  if config.num_train_steps == -1 and o.n_epochs + o.n_epochs_decay < 1:
+    yield (f"--config.optim.n_epochs={o.n_epochs}: with --config.optim.n_epochs_decay="
+           f"{o.n_epochs_decay} and --config.num_train_steps=-1 nothing would be trained; "
+           "give at least one epoch, or --config.num_train_steps=N")
+  if o.lr_policy == "cosine" and o.n_epochs < 1:
+    yield (f"--config.optim.n_epochs={o.n_epochs}: must be >= 1 with "
+           "--config.optim.lr_policy=cosine (the epochs it anneals over)")
+
+
+def _batch_over_devices(config, ctx):
+  if ctx.num_devices is None:
+    return
+  try:
+    parallel.check_batch_split(config.batch_size, ctx.num_devices, ctx.num_processes)
+  except ValueError as e:
+    yield f"--config.batch_size={config.batch_size}: {e}"
+
+
+# (the modes where it matters, the keys it reads, rule): each rule yields problem lines; it
+# runs only when every key it reads is present and passed its own row.
+CROSS_RULES = (
+    (ALL, ("data.preprocess", "data.load_size", "data.crop_size", "data.aspect_ratio",
+           "model.generator", "model.num_downs", "model.discriminator", "model.n_layers_d"),
+     _sizes),
+    (DATA, ("data.dataset", "data.preprocess", "data.load_size", "data.crop_size",
+            "data.num_synthetic", "batch_size"), _synthetic),
+    (DATA, ("data.dataset", "data.data_dir"), _data_dir),
+    (TRAIN, ("num_train_steps", "optim.n_epochs", "optim.n_epochs_decay", "optim.lr_policy"),
+     _schedule),
+    (TRAIN, ("batch_size",), _batch_over_devices),
+)
+
+
+# ---------------------------------------------------------------------------- the check
+
+def problems(config, *, mode: str = "train", num_devices: int | None = None,
+             num_processes: int = 1) -> list[str]:
+  """Every problem of `config` for `mode`, one line each (empty when it is valid).
+
+  `num_devices` / `num_processes`: check that the global batch splits over them (training).
+  """
+  if mode not in MODES:
+    raise ValueError(f"unknown mode {mode!r}; choose one of {MODES}")
+  found, bad = [], set()
+  for key, modes, check in FIELD_RULES:
+    if mode not in modes:
+      continue
+    value = _lookup(config, key)
+    if value is _MISSING:
+      continue
+    must = check(value)
+    if must:
+      found.append(_problem(key, value, must))
+      bad.add(key)
+  ctx = _Context(mode, num_devices, num_processes)
+  for modes, keys, rule in CROSS_RULES:
+    if mode not in modes or any(key in bad or _lookup(config, key) is _MISSING for key in keys):
+      continue
+    found.extend(rule(config, ctx))
+  return found
+
+
+def check(config, *, mode: str = "train", num_devices: int | None = None,
+          num_processes: int = 1) -> None:
+  """Raises `errors.ConfigError` listing every problem of `config` for `mode`."""
+  found = problems(config, mode=mode, num_devices=num_devices, num_processes=num_processes)
+  if found:
+    raise errors.ConfigError(found)
+
+
+def warnings(config) -> list[str]:
+  """Training settings that work but may surprise (logged by the training loop)."""
+  every, keep = config.checkpoint_every_steps, config.keep_every_steps
+  found = []
+  if every == 0:
+    found.append("checkpoint_every_steps=0: only the last step (and a preemption) is saved; a "
+                 "crash loses the whole run.")
+  elif keep and keep % every:
+    found.append(f"keep_every_steps={keep} is not a multiple of checkpoint_every_steps={every}: "
+                 "only steps that are multiples of both are kept.")
+  return found
+
+
+def log_warnings(config) -> None:
+  for line in warnings(config):
+    logging.warning("%s", line)
