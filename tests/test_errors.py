@@ -143,7 +143,6 @@ def _no_network(monkeypatch):
 
 
 ROWS = []
-_root = os.geteuid() == 0
 for mode, args, code, culprit, fix, kw in [
     # ---- train: values out of range, wrong choices, sizes, paths (on the trained run)
     ("train", [TINY, "--config.batch_size=0"], 2, "--config.batch_size=0", "integer >= 1", {}),
@@ -322,10 +321,21 @@ for mode, args, code, culprit, fix, kw in [
   ROWS.append(row(mode, args, code, culprit, fix, entry=kw.get("entry", "launch"),
                   setup=kw.get("setup"), new=kw.get("new", False)))
 # Unreadable files, where permissions apply (root reads everything).
+def _unreadable_as_for_a_user(monkeypatch):
+  """locked.png has mode 000; root may read it anyway, so opening it fails as for any user."""
+  from pix2pix_jax.data import images
+
+  def open_as_user(path, *args, **kwargs):
+    if str(path).endswith("locked.png"):
+      raise PermissionError(13, "Permission denied", str(path))
+    return open(path, *args, **kwargs)
+
+  monkeypatch.setattr(images, "open", open_as_user, raising=False)
+
+
 ROWS.append(row("translate", ["--mode=translate", "--input={base}/locked.png",
                               "--output={base}/out", "--workdir={run}"], 1, "locked.png",
-                "cannot be read",
-                marks=pytest.mark.skipif(_root, reason="root reads unreadable files")))
+                "cannot be read", setup=_unreadable_as_for_a_user))
 
 
 def error_block(stderr: str) -> list[str]:
