@@ -80,8 +80,7 @@ def decode_image(data: bytes, name: str) -> np.ndarray:
     else:
       problem = f"corrupt ({type(e).__name__}: {e})"
     raise BadImageError(
-        f"{name}: {problem}. Re-copy or re-download this file, delete it, or load the "
-        "folder with skip_bad=True to skip such files."
+        f"{name}: {problem}. Re-copy or re-download this file, or delete it."
     ) from e
 
 
