@@ -17,12 +17,16 @@ pre-0.4 PyTorch saved are ignored, as the authors' own loader deletes them.
 
 A checkpoint that does not fit fails with `ConversionError` naming the first missing,
 unexpected or mis-shaped key and the architecture it was checked against.
+
+The reverse mapping (`flax_to_torch_state_dict`, `export_torch`) writes a run's networks as the
+authors' `latest_net_G.pth` / `latest_net_D.pth` (`launch.py --mode=export --format=pth`).
 """
 
 from __future__ import annotations
 
 import collections
 import dataclasses
+import pathlib
 from typing import Any, Mapping
 
 import flax.linen as nn
@@ -355,16 +359,53 @@ def flax_to_torch_state_dict(variables: Mapping[str, Any], config, network: str 
   return variables_to_state_dict(variables, module, in_channels, num_batches_tracked)
 
 
-def load_torch_state_dict(path: str) -> dict[str, Any]:
-  """Reads a `.pth` state dict on the CPU without executing pickled code (torch required)."""
+def _import_torch(what: str):
   try:
     import torch
   except ImportError as e:
-    raise ImportError("reading .pth files needs PyTorch: pip install 'pix2pix-jax[torch]'") from e
+    raise ImportError(f'{what} needs PyTorch: pip install -e ".[torch]" (the torch extra)') from e
+  return torch
+
+
+def load_torch_state_dict(path: str) -> dict[str, Any]:
+  """Reads a `.pth` state dict on the CPU without executing pickled code (torch required)."""
+  torch = _import_torch("reading .pth files")
   state_dict = torch.load(path, map_location="cpu", weights_only=True)
   if not isinstance(state_dict, Mapping):
     raise ConversionError(f"{path} holds a {type(state_dict).__name__}, not a state dict")
   return dict(state_dict)
+
+
+def save_torch_state_dict(state_dict: Mapping[str, Any], path) -> pathlib.Path:
+  """Writes a state dict of numpy arrays as the authors' `.pth` (torch tensors; torch required).
+
+  The file loads with `torch.load(path)` (also with weights_only=True) and then
+  `net.load_state_dict(...)` into the authors' networks, as their `load_networks` does.
+  """
+  from pix2pix_jax import atomic
+  torch = _import_torch("writing .pth files")
+  tensors = collections.OrderedDict(
+      (key, torch.from_numpy(np.array(value, copy=True))) for key, value in state_dict.items())
+  path = pathlib.Path(path)
+  with atomic.atomic_path(path) as temporary:
+    torch.save(tensors, temporary)
+  return path
+
+
+def export_torch(config, out_dir, g_variables: Mapping[str, Any],
+                 d_variables: Mapping[str, Any] | None = None,
+                 num_batches_tracked: int = 0) -> list[pathlib.Path]:
+  """OUT_DIR/latest_net_G.pth (and latest_net_D.pth with `d_variables`) in the authors' format:
+  the file names their `test.py` loads from `--checkpoints_dir/--name`."""
+  torch_dir = pathlib.Path(out_dir)
+  written = [save_torch_state_dict(
+      flax_to_torch_state_dict(g_variables, config, "generator", num_batches_tracked),
+      torch_dir / "latest_net_G.pth")]
+  if d_variables is not None:
+    written.append(save_torch_state_dict(
+        flax_to_torch_state_dict(d_variables, config, "discriminator", num_batches_tracked),
+        torch_dir / "latest_net_D.pth"))
+  return written
 
 
 # ---------------------------------------------------------------------------------------------
@@ -381,7 +422,6 @@ def convert_checkpoint(config, net_g_pth: str, net_d_pth: str | None, out_dir: s
   Returns the checkpoint directory.
   """
   # Imported here so that the conversion functions need neither Orbax nor grain.
-  import pathlib
   from pix2pix_jax import checkpointing, state as state_lib
 
   g_vars = torch_state_dict_to_flax(load_torch_state_dict(net_g_pth), config, "generator")
