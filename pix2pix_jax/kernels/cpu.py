@@ -6,7 +6,9 @@ stride-2 4×4 transposed convolutions (every decoder level) and a few stride-1 4
 3×3 transposed ones. XLA:CPU lowers strided convolutions' gradients and transposed convolutions
 as dilated convolutions that multiply zeros, so each layer here is computed by one of a few
 exact formulations, picked from its static shape (`conv4x4_form`, `conv_transpose4x4_form`;
-the thresholds come from per-layer measurements on a 2-core CPU, docs/benchmarks.md):
+the thresholds come from per-layer measurements on a 2-core CPU, docs/benchmarks.md). A
+symbolic shape (the exported generator's any batch and size) takes the forms of its smallest
+value (`at_least`), which are exact for every value:
 
 * ``lax``: XLA's own convolution, for 4×4 convolutions with many output pixels; nothing is
   materialised besides the input.
