@@ -2,16 +2,19 @@
 
 Modes: train (default; resumes when the workdir has checkpoints, with the run's saved config
 when --config is left out), eval (L1/PSNR/SSIM of a checkpoint on a split), translate (images or
-folders through the generator), export (the generator as a serialised jax.export artifact),
-summary (both networks layer by layer, checkpoints, latest evaluation, config), demo (a local web
-page: draw an input, see the output). The test-time modes need only --workdir: they use the
-run's saved config, and a --config given to them changes only test-time fields (eval mode and
-batch size, data, split, seed). Override any config field with `--config.key=value`.
+folders through the generator), export (the generator as a jax.export artifact, an ONNX model
+or the authors' .pth), summary (both networks layer by layer, checkpoints, latest evaluation,
+config), demo (a local web page: draw an input, see the output). The test-time modes need only
+--workdir: they use the run's saved config, and a --config given to them changes only test-time
+fields (eval mode and batch size, data, split, seed). Override any config field with
+`--config.key=value` (with --workdir alone, a field of the run's saved config).
 Multi-host: `--distributed=auto` on TPU pods / SLURM / Kubernetes, or the explicit coordinator
 flags. A mistake ends in one `error: ...` line and exit code 2 (the command is wrong) or 1 (the
 run failed); `--traceback` adds the traceback (docs/errors.md).
 """
 
+import pathlib
+import re
 import sys
 
 from absl import flags
@@ -25,8 +28,13 @@ flags.DEFINE_enum("mode", "train", ["train", "eval", "translate", "export", "sum
 flags.DEFINE_integer("step", None, "eval/translate/export/demo: checkpoint step (default: latest).")
 flags.DEFINE_string("split", None, "eval: split to evaluate (default: config.data.eval_split).")
 flags.DEFINE_string("input", None, "translate: an image file or a folder of images.")
-flags.DEFINE_string("output", None, "translate: output folder; export: artifact path; "
-                    "summary: Markdown file (default WORKDIR/summary.md).")
+flags.DEFINE_string("output", None, "translate: output folder; export: artifact path (a "
+                    "folder for --format=pth); summary: Markdown file (default "
+                    "WORKDIR/summary.md).")
+flags.DEFINE_enum("format", None, ["jax", "onnx", "pth"],
+                  "export: jax (jax.export artifact), onnx, or pth (the authors' "
+                  "latest_net_G.pth); default: onnx for an --output ending in .onnx, else jax.")
+flags.DEFINE_bool("with_discriminator", False, "export --format=pth: also latest_net_D.pth.")
 flags.DEFINE_bool("aligned", False, "translate: inputs are A|B images; use the input half.")
 flags.DEFINE_enum("resize", "crop_size", ["crop_size", "multiple", "none"],
                   "translate: sizes not divisible by the network's multiple are resized to the "
@@ -68,12 +76,34 @@ def launch(argv):
   parallel.log_topology()
   commands.run(FLAGS.mode, config, FLAGS.workdir, step=FLAGS.step, split=FLAGS.split,
                input_path=FLAGS.input, output=FLAGS.output, aligned=FLAGS.aligned,
-               resize=FLAGS.resize)
+               resize=FLAGS.resize, export_format=FLAGS.format,
+               with_discriminator=FLAGS.with_discriminator)
+
+
+def with_saved_config(argv: list[str]) -> list[str]:
+  """Adds --config=configs/saved.py:WORKDIR when --config.* overrides come without --config and
+  WORKDIR holds a run: its saved config is then the config they change (config_flags defines
+  override flags only for a given --config, and before them)."""
+  if any(re.match(r"--?config(=|$)", a) for a in argv[1:]):
+    return argv
+  if not any(re.match(r"--?(no)?config\.", a) for a in argv[1:]):
+    return argv
+  workdir = None
+  for i, arg in enumerate(argv[1:], 1):
+    match = re.match(r"--?workdir(=(.*))?$", arg)
+    if match:
+      workdir = match.group(2) if match.group(1) else (argv[i + 1] if i + 1 < len(argv) else None)
+  checkpoints = pathlib.Path(workdir or "", "checkpoints")
+  if not workdir or not checkpoints.is_dir() or not any(
+      p.name.isdigit() for p in checkpoints.iterdir()):
+    return argv
+  saved = pathlib.Path(__file__).resolve().parent / "configs" / "saved.py"
+  return [argv[0], f"--config={saved}:{workdir}", *argv[1:]]
 
 
 def main(argv=None) -> int:
   """launch.py's command line (default sys.argv); returns the exit code."""
-  return cli.run(launch, argv)
+  return cli.run(launch, with_saved_config(list(sys.argv if argv is None else argv)))
 
 
 if __name__ == "__main__":

@@ -1,11 +1,12 @@
-"""The config saved with a run, to change a few of its fields from the command line:
+"""The config saved with a run, to change a few of its fields from the command line.
 
-  python launch.py --mode=eval --workdir runs/mine \
-      --config=configs/saved.py:runs/mine --config.eval_mode=eval
-  python launch.py --workdir runs/mine \
-      --config=configs/saved.py:runs/mine --config.num_train_steps=40000   # train longer
+launch.py uses it by itself when --config.* overrides come with --workdir and no --config:
 
-(Without --config the test-time modes and a relaunch use the saved config as it is.)
+  python launch.py --mode=eval --workdir runs/mine --config.eval_mode=eval
+  python launch.py --workdir runs/mine --config.num_train_steps=40000   # train longer
+
+are `--config=configs/saved.py:runs/mine` with those overrides. (Without overrides the
+test-time modes and a relaunch use the saved config as it is.)
 """
 
 from pix2pix_jax import inference

@@ -22,6 +22,9 @@ Command line (`python -m pix2pix_jax.convert`): the authors' .pth files → a ru
 
   python -m pix2pix_jax.convert --netG_pth latest_net_G.pth --config configs/facades.py \
       --out runs/facades_pretrained [--netD_pth latest_net_D.pth] [--step 0]
+
+The reverse mapping (`flax_to_torch_state_dict`, `export_torch`) writes a run's networks as the
+authors' `latest_net_G.pth` / `latest_net_D.pth` (`launch.py --mode=export --format=pth`).
 """
 
 from __future__ import annotations
@@ -365,16 +368,21 @@ def flax_to_torch_state_dict(variables: Mapping[str, Any], config, network: str 
   return variables_to_state_dict(variables, module, in_channels, num_batches_tracked)
 
 
+def _import_torch(what: str):
+  try:
+    import torch
+  except ImportError as e:
+    raise errors.Pix2pixError(f'{what} needs PyTorch: pip install -e ".[torch]" (the torch '
+                              "extra)") from e
+  return torch
+
+
 def load_torch_state_dict(path: str) -> dict[str, Any]:
   """Reads a `.pth` state dict on the CPU without executing pickled code (torch required)."""
   if not os.path.isfile(path):
     raise errors.PathNotFoundError(f"{path}: no such file; give the authors' state dict, e.g. "
                                    "latest_net_G.pth")
-  try:
-    import torch
-  except ImportError as e:
-    raise errors.Pix2pixError("reading .pth files needs PyTorch: pip install "
-                              "'pix2pix-jax[torch]'") from e
+  torch = _import_torch("reading .pth files")
   try:
     state_dict = torch.load(path, map_location="cpu", weights_only=True)
   except OSError:
@@ -385,6 +393,38 @@ def load_torch_state_dict(path: str) -> dict[str, Any]:
   if not isinstance(state_dict, Mapping):
     raise ConversionError(f"{path} holds a {type(state_dict).__name__}, not a state dict")
   return dict(state_dict)
+
+
+def save_torch_state_dict(state_dict: Mapping[str, Any], path) -> pathlib.Path:
+  """Writes a state dict of numpy arrays as the authors' `.pth` (torch tensors; torch required).
+
+  The file loads with `torch.load(path)` (also with weights_only=True) and then
+  `net.load_state_dict(...)` into the authors' networks, as their `load_networks` does.
+  """
+  from pix2pix_jax import atomic
+  torch = _import_torch("writing .pth files")
+  tensors = collections.OrderedDict(
+      (key, torch.from_numpy(np.array(value, copy=True))) for key, value in state_dict.items())
+  path = pathlib.Path(path)
+  with atomic.atomic_path(path) as temporary:
+    torch.save(tensors, temporary)
+  return path
+
+
+def export_torch(config, out_dir, g_variables: Mapping[str, Any],
+                 d_variables: Mapping[str, Any] | None = None,
+                 num_batches_tracked: int = 0) -> list[pathlib.Path]:
+  """OUT_DIR/latest_net_G.pth (and latest_net_D.pth with `d_variables`) in the authors' format:
+  the file names their `test.py` loads from `--checkpoints_dir/--name`."""
+  torch_dir = pathlib.Path(out_dir)
+  written = [save_torch_state_dict(
+      flax_to_torch_state_dict(g_variables, config, "generator", num_batches_tracked),
+      torch_dir / "latest_net_G.pth")]
+  if d_variables is not None:
+    written.append(save_torch_state_dict(
+        flax_to_torch_state_dict(d_variables, config, "discriminator", num_batches_tracked),
+        torch_dir / "latest_net_D.pth"))
+  return written
 
 
 # ---------------------------------------------------------------------------------------------

@@ -6,38 +6,36 @@ no model code). Next to it, ARTIFACT.json records what the function expects.
 
 The exported function is
 
-  generator(images: f32[b, H, W, input_nc] in [-1, 1], seed: i32[], batch_index: i32[])
-      -> f32[b, H, W, output_nc] in [-1, 1]
+  generator(images: f32[b, M*h, M*w, input_nc] in [-1, 1], seed: i32[], batch_index: i32[])
+      -> f32[b, M*h, M*w, output_nc] in [-1, 1]
 
-Shapes, most general first: a symbolic batch b and symbolic H = M·h, W = M·w (any batch size and
-any image size whose sides are multiples of M = 2**num_downs, the U-Net's constraint); if the
-layers cannot be traced with symbolic sizes (a formulation picked by comparing a size with a
-threshold cannot be decided for all sizes), H and W are fixed to the training crop; if even the
-batch cannot be symbolic, it is fixed to the translator's batch size. `export_generator` takes
-the first that lowers and records it (`in_shapes` in the JSON); the loader splits a larger batch
-into chunks of a fixed batch size.
+with symbolic b, h, w >= 1: any batch size and any height and width that are multiples of
+M = 2**num_downs (4 for the ResNet generators). One artifact carries the program for cpu, cuda
+and tpu: XLA's own convolutions on GPU and TPU, the exact CPU formulations on CPU
+(`model.conv_impl`, see `kernels`). Those are picked once for every size: a symbolic size takes
+the forms of its smallest value, the batch of one M×M image (`kernels.cpu.at_least`). A shape
+the generator cannot take is a ValueError naming it and the rule, at export as at call time.
 
 Test-time mode: the artifact holds one mode, the config's `eval_mode` at export time.
 * paper (default): dropout on, batch normalisation with the statistics of the batch passed in
   (so outputs depend on what is batched together; the authors test one image at a time). The
-  dropout key is fold_in(key(seed), batch_index), as `inference.Translator` keys its batches:
-  the loader's `gen(images, seed)` returns exactly `Translator(batch_size=b)(images, seed=seed)`
-  where b is the artifact's batch (or all the images, for a symbolic batch).
+  dropout key is fold_in(key(seed), batch_index), as `inference.Translator` keys its batches.
+  The loader runs all the images it is given as one batch, batch_index 0: `gen(images, seed)`
+  is `Translator(batch_size=len(images))(images, seed=seed)`.
 * eval: running averages, no dropout; `seed` and `batch_index` are accepted and ignored, so both
   variants share one calling convention. Export both with `--config.eval_mode=paper` / `=eval`
   when both are wanted.
 
 Exactness: the weights enter the computation through an optimisation barrier, so XLA compiles
 the same arithmetic as for the in-process generator (whose weights are arguments) instead of
-constant-folding them (which changes the last bit of, e.g., eval-mode BatchNorm). Outputs are
-bitwise equal on the same backend when the layers pick the same formulation for the same
-shapes (`tests/test_export.py`).
+constant-folding them (which changes the last bit of, e.g., eval-mode BatchNorm). Outputs equal
+the in-process generator's bit for bit where both take the same convolution forms (one M×M
+image on CPU) and to float rounding elsewhere (`tests/test_export.py`).
 """
 
 from __future__ import annotations
 
 import json
-import logging
 import os
 import pathlib
 
@@ -48,7 +46,7 @@ import numpy as np
 from pix2pix_jax import atomic, errors
 
 FORMAT = "pix2pix-jax generator, jax.export"
-# Lowered for all of these when possible (one artifact runs on any of them), else the current one.
+# The backends the artifact is lowered for: one artifact runs on any of them.
 DEFAULT_PLATFORMS = ("cpu", "cuda", "tpu")
 
 
@@ -56,44 +54,23 @@ def _metadata_path(path: pathlib.Path) -> pathlib.Path:
   return path.with_name(path.name + ".json")
 
 
-def _shape_candidates(translator, symbolic_batch: bool, symbolic_spatial: bool) -> list[str]:
-  m, c, crop = translator.size_multiple, translator.input_nc, translator.crop_size
-  candidates = []
-  if symbolic_batch and symbolic_spatial:
-    candidates.append(f"b, {m}*h, {m}*w, {c}")
-  if symbolic_batch:
-    candidates.append(f"b, {crop}, {crop}, {c}")
-  candidates.append(f"{translator.batch_size}, {crop}, {crop}, {c}")
-  return candidates
+def input_shape(translator) -> str:
+  """The artifact's symbolic input shape: any batch, sides multiples of `size_multiple`."""
+  m = translator.size_multiple
+  return f"b, {m}*h, {m}*w, {translator.input_nc}"
 
 
-def _lower(generator, shape: str, platforms):
-  args = (jax.ShapeDtypeStruct(jax.export.symbolic_shape(shape), jnp.float32),
-          jax.ShapeDtypeStruct((), jnp.int32), jax.ShapeDtypeStruct((), jnp.int32))
-  try:
-    return jax.export.export(jax.jit(generator), platforms=tuple(platforms))(*args)
-  except Exception as e:  # pylint: disable=broad-except
-    if isinstance(e, jax.errors.InconclusiveDimensionOperation):
-      raise
-    fallback = (jax.default_backend(),)
-    if tuple(platforms) == fallback:
-      raise
-    # Some backends may not lower on this machine; the current one always does.
-    logging.warning("lowering for %s failed (%s: %s); exporting for %s only", tuple(platforms),
-                    type(e).__name__, str(e).splitlines()[0][:200], fallback)
-    return jax.export.export(jax.jit(generator), platforms=fallback)(*args)
-
-
-def export_generator(translator, path: str | os.PathLike, *, platforms=DEFAULT_PLATFORMS,
-                     symbolic_batch: bool = True, symbolic_spatial: bool = True) -> pathlib.Path:
+def export_generator(translator, path: str | os.PathLike, *,
+                     platforms=DEFAULT_PLATFORMS) -> pathlib.Path:
   """Serialises `translator`'s generator (an `inference.Translator`) to `path`.
 
   Args:
     translator: the loaded generator, its weights and test-time mode.
     path: the artifact to write (its metadata goes to PATH.json).
-    platforms: the backends to lower for; falls back to the current backend if one fails.
-    symbolic_batch, symbolic_spatial: allow a symbolic batch / symbolic H, W (multiples of
-      2**num_downs). The most general allowed shapes that lower are used (module docstring).
+    platforms: the backends to lower for (all of them go into the one artifact).
+  Raises:
+    ValueError: the generator does not trace for every batch and size (no fixed-shape
+      artifact is written in its place).
   """
   path = pathlib.Path(path)
   mode = translator.mode
@@ -105,46 +82,47 @@ def export_generator(translator, path: str | os.PathLike, *, platforms=DEFAULT_P
     key = jax.random.fold_in(jax.random.key(seed), batch_index)
     return translator._generate(*weights, images, key, mode=mode)  # pylint: disable=protected-access
 
-  exported, refused = None, []
-  for shape in _shape_candidates(translator, symbolic_batch, symbolic_spatial):
-    try:
-      exported = _lower(generator, shape, platforms)
-      break
-    except jax.errors.InconclusiveDimensionOperation as e:
-      refused.append(f"({shape}): {str(e).splitlines()[0]}")
-      logging.warning("the generator does not trace with input shape (%s): %s", shape,
-                      refused[-1])
-  if exported is None:
-    raise ValueError("the generator could not be exported with any input shape:\n"
-                     + "\n".join(refused))
+  shape = input_shape(translator)
+  args = (jax.ShapeDtypeStruct(jax.export.symbolic_shape(shape), jnp.float32),
+          jax.ShapeDtypeStruct((), jnp.int32), jax.ShapeDtypeStruct((), jnp.int32))
+  try:
+    exported = jax.export.export(jax.jit(generator), platforms=tuple(platforms))(*args)
+  except jax.errors.InconclusiveDimensionOperation as e:
+    raise ValueError(f"the generator does not trace for every input of shape ({shape}): "
+                     f"{str(e).splitlines()[0]} (a layer decides on a concrete size; "
+                     "model.conv_impl=xla avoids the CPU forms)") from e
   with atomic.atomic_path(path) as temporary:
     temporary.write_bytes(exported.serialize())
+  m = translator.size_multiple
   metadata = {
       "format": FORMAT,
-      "signature": "(images f32[b, H, W, input_nc] in [-1, 1], seed i32[], batch_index i32[]) "
-                   "-> f32[b, H, W, output_nc] in [-1, 1]",
+      "signature": f"(images f32[b, {m}*h, {m}*w, {translator.input_nc}] in [-1, 1], "
+                   "seed i32[], batch_index i32[]) -> "
+                   f"f32[b, {m}*h, {m}*w, {translator.output_nc}] in [-1, 1]",
       "mode": mode,
       "input_nc": translator.input_nc,
       "output_nc": translator.output_nc,
-      "size_multiple": translator.size_multiple,
+      "size_multiple": m,
       "crop_size": translator.crop_size,
       "direction": translator.direction,
       "step": translator.step,
       "default_seed": translator.seed,
       "platforms": list(exported.platforms),
       "in_shapes": [str(a) for a in exported.in_avals],
-      "refused_shapes": refused,
       "jax_version": jax.__version__,
   }
-  _metadata_path(path).write_text(json.dumps(metadata, indent=1))
+  with atomic.atomic_path(_metadata_path(path)) as temporary:
+    temporary.write_text(json.dumps(metadata, indent=1))
   return path
 
 
 class ExportedGenerator:
   """A deserialised generator: `gen(images, seed=0)`; uint8 in → uint8 out, floats → float32.
 
-  Images are (N, H, W, C) or (H, W, C). With a fixed batch size k in the artifact, N must be a
-  multiple of k and the images run k at a time (batch_index 0, 1, ...).
+  Images are (N, H, W, C) or (H, W, C) and run as one batch (batch_index 0). Artifacts of this
+  version take any N and any H, W that are multiples of `size_multiple`; `batch` and
+  `image_size` are None for them (an artifact lowered for one fixed shape sets them, and then
+  accepts that shape only).
   """
 
   def __init__(self, exported, metadata: dict | None = None):
@@ -162,32 +140,34 @@ class ExportedGenerator:
     return (f"ExportedGenerator(mode={self.metadata.get('mode', '?')}, "
             f"in={self.exported.in_avals[0].str_short()}, platforms={self.exported.platforms})")
 
-  def _check(self, shape) -> None:
+  def check(self, shape) -> None:
+    """Raises ValueError, naming the shape and the rule, for images the artifact cannot take."""
     if len(shape) != 4 or shape[-1] != self.input_nc:
       raise ValueError(f"expected images shaped (N, H, W, {self.input_nc}), got {shape}")
     n, h, w, _ = shape
+    if n < 1:
+      raise ValueError(f"no images to translate: shape {shape}")
+    m = self.size_multiple
+    if h < 1 or w < 1 or h % m or w % m:
+      raise ValueError(f"image size {w}×{h} (width × height): this generator takes widths and "
+                       f"heights that are multiples of {m} ({m}, {2 * m}, {3 * m}, ...); resize "
+                       "or crop the images")
     if self.image_size is not None and (h, w) != self.image_size:
       raise ValueError(f"image size {w}×{h}: this artifact was exported for "
                        f"{self.image_size[1]}×{self.image_size[0]} images only")
-    m = self.size_multiple
-    if h % m or w % m:
-      raise ValueError(f"image size {w}×{h}: this generator needs width and height that are "
-                       f"multiples of {m}")
-    if self.batch is not None and n % self.batch:
-      raise ValueError(f"{n} images: this artifact runs batches of exactly {self.batch}")
+    if self.batch is not None and n != self.batch:
+      raise ValueError(f"{n} images: this artifact was exported for batches of exactly "
+                       f"{self.batch}")
 
   def __call__(self, images, seed: int = 0) -> np.ndarray:
     images = np.asarray(images)
     single = images.ndim == 3
     if single:
       images = images[None]
-    self._check(images.shape)
+    self.check(images.shape)
     as_uint8 = images.dtype == np.uint8
     x = images.astype(np.float32) * (2.0 / 255.0) - 1.0 if as_uint8 else images.astype(np.float32)
-    k = self.batch or len(x)
-    out = np.concatenate([
-        np.asarray(self._call(jnp.asarray(x[i:i + k]), jnp.int32(seed), jnp.int32(i // k)))
-        for i in range(0, len(x), k)])
+    out = np.asarray(self._call(jnp.asarray(x), jnp.int32(seed), jnp.int32(0)))
     if as_uint8:
       out = np.round((np.clip(out, -1.0, 1.0) + 1.0) * 127.5).astype(np.uint8)
     return out[0] if single else out

@@ -224,3 +224,24 @@ def test_model_scale_impls_equal_xla(impl):
 def test_unknown_impl_names_the_config_field():
   with pytest.raises(ValueError, match=r"model.conv_impl 'fast'.*auto"):
     kernels.conv4x4(jnp.ones((1, 8, 8, 3)), jnp.ones((4, 4, 3, 8)), 2, "fast")
+
+
+def test_symbolic_sizes_take_the_forms_of_their_smallest_value():
+  """An exported generator's any-batch, any-size input: every layer of the paper's U-Net picks,
+  for b × 256h × 256w, the form it picks for one 256×256 image (a Winograd form only where the
+  divisibility it needs holds for every size)."""
+  b, h, w = jax.export.symbolic_shape("b, h, w")
+  assert cpu.at_least(b * h, 1) and not cpu.at_least(b * h, 2) and cpu.at_least(4, 2)
+  widths = [64, 128, 256, 512, 512, 512, 512, 512]
+  for i, cin in enumerate([3] + widths[:-1]):
+    side = 256 // 2**i
+    kernel = (4, 4, cin, widths[i])
+    assert (cpu.conv4x4_form((b, side * h, side * w, cin), kernel, 2)
+            == cpu.conv4x4_form((1, side, side, cin), kernel, 2)), f"down_{i}"
+    # up_i takes down_i's output size, with the skip concatenated below the innermost level.
+    t_kernel = (4, 4, widths[i] * (1 if i == 7 else 2), widths[i - 1] if i else 3)
+    t_side = side // 2
+    assert (cpu.conv_transpose4x4_form((b, t_side * h, t_side * w, t_kernel[2]), t_kernel)
+            == cpu.conv_transpose4x4_form((1, t_side, t_side, t_kernel[2]), t_kernel)), f"up_{i}"
+  # 2·h is even for every h but a multiple of 4 only for even h: no stride-2 Winograd there.
+  assert cpu.conv4x4_form((1, 2 * h, 2 * w, 512), (4, 4, 512, 512), 2) == "im2col"

@@ -119,7 +119,9 @@ def test_a_folder_run_is_used_with_its_workdir_alone(tmp_path):
   assert result.returncode == 2 and "Traceback" not in result.stderr
   assert "different model" in result.stderr
   assert "model.ngf: checkpoint has 4, config has 8" in result.stderr
-  run_launch(workdir, "--mode=eval", f"--config=configs/saved.py:{workdir}",
+  # With --workdir alone the run's saved config is the config: its fields are overridden
+  # directly, as a user types them.
+  run_launch(workdir, "--mode=eval", "--split=val", f"--config.data.data_dir={data}",
              "--config.eval_mode=eval", config=None)
   assert json.loads((workdir / "eval" / "val_step2_eval.json").read_text())["mode"] == "eval"
 
@@ -127,6 +129,11 @@ def test_a_folder_run_is_used_with_its_workdir_alone(tmp_path):
   result = run_launch(workdir, config=None)
   assert "with its saved config" in result.stderr
   assert "Resumed from checkpoint 2" in result.stderr and "nothing to train" in result.stderr
+  # ... and trains longer with one field of it changed.
+  result = run_launch(workdir, "--config.num_train_steps=3", config=None)
+  assert "Resumed from checkpoint 2" in result.stderr
+  assert (workdir / "checkpoints" / "3").is_dir()
+  assert json.loads((workdir / "config.json").read_text())["model"]["ngf"] == 4
 
 
 def test_training_without_a_config_or_a_run_says_to_pass_one(tmp_path):

@@ -200,6 +200,26 @@ def test_prepare_cli_folder_and_error(tmp_path):
   assert "error: no source data for pix2pix/facades" in result.stderr
 
 
+def test_prepare_cli_on_a_truncated_jpeg_names_the_options_to_type(tmp_path):
+  source_dir = _write_fake_dataset(tmp_path / "src", {"train": 2}, ext=".jpg")
+  data = (source_dir / "train" / "2.jpg").read_bytes()
+  (source_dir / "train" / "2.jpg").write_bytes(data[: len(data) // 2])
+  command = [sys.executable, "-m", "pix2pix_jax.data.prepare", "--dataset", "folder",
+             "--source_dir", os.fspath(source_dir), "--name", "cut",
+             "--data_dir", os.fspath(tmp_path / "data")]
+  result = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+  assert result.returncode == 1
+  error = result.stderr.strip().splitlines()[-1]
+  assert error.startswith("error: ") and f"{source_dir / 'train' / '2.jpg'}: " in error
+  # What the user can type, for this command and for a run; not a Python keyword argument.
+  assert "prepare with --skip_bad" in error
+  assert "--config.data.skip_bad_images=True" in error and "skip_bad=True" not in error
+  result = subprocess.run(command + ["--skip_bad"], cwd=REPO_ROOT, capture_output=True, text=True,
+                          timeout=120)
+  assert result.returncode == 0, result.stderr
+  assert "(train 1 examples)" in result.stdout
+
+
 @pytest.mark.real_data
 @pytest.mark.skipif(not (REAL_FACADES / "val").is_dir(),
                     reason="the real CMP facades are not here: set PIX2PIX_FACADES_DIR")

@@ -370,6 +370,42 @@ def test_round_trip_torch_flax_torch_is_exact(model):
     if not key.endswith("num_batches_tracked"):
       np.testing.assert_array_equal(back[key], value.numpy(), err_msg=key)
   net.load_state_dict({k: torch.from_numpy(v) for k, v in back.items()}, strict=True)
+def test_exported_pth_files_load_strictly_into_the_authors_networks(tmp_path):
+  """`convert.export_torch` (launch.py --mode=export --format=pth): latest_net_G.pth and
+  latest_net_D.pth that `torch.load` + `load_state_dict(strict=True)` take, with our outputs in
+  eval mode and, for G, in train mode (batch statistics: the authors' test.py without --eval)."""
+  torch.manual_seed(6)
+  config = _config(generator="unet", num_downs=6, ngf=8, ndf=8, norm="batch")
+  size = 64
+  ours = {}
+  for network, make, channels in (("generator", _torch_generator, 3),
+                                  ("discriminator", _torch_discriminator, 6)):
+    source = make(config)
+    _calibrate_running_stats(source, torch.rand(2, channels, size, size) * 2 - 1)
+    ours[network] = convert.torch_state_dict_to_flax(source.state_dict(), config, network)
+  written = convert.export_torch(config, tmp_path / "exported", ours["generator"],
+                                 ours["discriminator"], num_batches_tracked=7)
+  assert [p.name for p in written] == ["latest_net_G.pth", "latest_net_D.pth"]
+  x = torch.rand(3, 3, size, size) * 2 - 1
+  for path, network, make, module in (
+      (written[0], "generator", _torch_generator, models.make_generator(config)),
+      (written[1], "discriminator", _torch_discriminator, models.make_discriminator(config))):
+    net = make(config)
+    state_dict = torch.load(path, weights_only=True)
+    net.load_state_dict(state_dict, strict=True)
+    assert int(next(v for k, v in state_dict.items() if k.endswith("num_batches_tracked"))) == 7
+    inputs = x if network == "generator" else torch.cat([x, torch.tanh(x)], 1)
+    for train in (False, True) if network == "generator" else (False,):
+      net.train(train)
+      with torch.no_grad():
+        expected = net(inputs).numpy()
+      apply = jax.jit(lambda v, x: module.apply(v, x, train=train, mutable=["batch_stats"])[0])
+      got = np.asarray(apply(ours[network], _nhwc(inputs)))
+      got = got.transpose(0, 3, 1, 2) if got.ndim == 4 else got[:, None]
+      np.testing.assert_allclose(got, expected, rtol=0, atol=FORWARD_ATOL,
+                                 err_msg=f"{network}, train={train}")
+
+
 # ---- Conversion errors ------------------------------------------------------------------------
 
 

@@ -45,6 +45,11 @@ from pix2pix_jax.data import images
 # How many unmatched or duplicate names an error message lists before "...".
 _MAX_NAMES_IN_ERROR = 20
 
+# What a user types to skip bad files: the folder is read by the prepare command or in a run.
+SKIP_BAD_HINT = ("To leave out such files instead, prepare with --skip_bad "
+                 "(python -m pix2pix_jax.data.prepare) or run with "
+                 "--config.data.skip_bad_images=True.")
+
 
 def natural_key(name: str) -> tuple:
   """Sort key putting 'img2.jpg' before 'img10.jpg' (digit runs compare as numbers)."""
@@ -193,7 +198,10 @@ class _FolderSource:
       raise IndexError(f"index {index} out of range for {size} examples in {self._where}")
     index %= size
     if not self._skip_bad:
-      return self._read_file(self._order[index])
+      try:
+        return self._read_file(self._order[index])
+      except images.BadImageError as e:
+        raise images.BadImageError(f"{e} {SKIP_BAD_HINT}") from e
     for offset in range(size):
       position = (index + offset) % size
       if position in self._bad:

@@ -82,8 +82,7 @@ def decode_image(data: bytes, name: str) -> np.ndarray:
     else:
       problem = f"corrupt ({type(e).__name__}: {e})"
     raise BadImageError(
-        f"{name}: {problem}. Re-copy or re-download this file, delete it, or skip such "
-        "files (--config.data.skip_bad_images=True; prepare's --skip_bad)."
+        f"{name}: {problem}. Re-copy or re-download this file, or delete it."
     ) from e
 
 

@@ -61,13 +61,19 @@ def record_forms():
     _recorders().remove(forms)
 
 
-def _dispatch(impl: str, kind: str, xla_fn: Callable, cpu_fn: Callable, cpu_form: str, *args):
+def _dispatch(impl: str, kind: str, xla_fn: Callable, cpu_forms: Callable, *args):
+  """Runs `xla_fn(*args)` or the CPU form `cpu_forms(*args)` names, as `impl` says.
+
+  `cpu_forms` (args → (form name, function)) is called only when the CPU branch is traced: the
+  CPU forms are picked from concrete sizes, while XLA's convolutions take any (symbolic) size.
+  """
   def on_xla(*a):
     _record("xla", kind, "xla")
     return xla_fn(*a)
 
   def on_cpu(*a):
-    _record("cpu_tuned", kind, cpu_form)
+    form, cpu_fn = cpu_forms(*a)
+    _record("cpu_tuned", kind, form)
     return cpu_fn(*a)
 
   if check_impl(impl) == "xla":
@@ -79,17 +85,23 @@ def _dispatch(impl: str, kind: str, xla_fn: Callable, cpu_fn: Callable, cpu_form
 
 def conv4x4(x: jax.Array, kernel: jax.Array, stride: int, impl: str = "auto") -> jax.Array:
   """PyTorch `Conv2d(k=4, s=stride, p=1)` of NHWC `x` with an HWIO kernel."""
-  form = cpu.conv4x4_form(x.shape, kernel.shape, stride, x.dtype)
+  def cpu_forms(x, kernel):
+    form = cpu.conv4x4_form(x.shape, kernel.shape, stride, x.dtype)
+    return form, functools.partial(cpu.CONV4X4_FORMS[form], stride=stride)
+
   return _dispatch(impl, "conv4x4", functools.partial(xla.conv, stride=stride, padding=1),
-                   functools.partial(cpu.CONV4X4_FORMS[form], stride=stride), form, x, kernel)
+                   cpu_forms, x, kernel)
 
 
 def conv_transpose4x4(x: jax.Array, kernel: jax.Array, impl: str = "auto") -> jax.Array:
   """PyTorch `ConvTranspose2d(k=4, s=2, p=1)`; ``kernel[kh, kw, ci, co] = weight[ci, co, kh, kw]``."""
-  form = cpu.conv_transpose4x4_form(x.shape, kernel.shape, x.dtype)
+  def cpu_forms(x, kernel):
+    form = cpu.conv_transpose4x4_form(x.shape, kernel.shape, x.dtype)
+    return form, cpu.CONV_TRANSPOSE4X4_FORMS[form]
+
   return _dispatch(impl, "conv_transpose4x4",
-                   functools.partial(xla.conv_transpose, stride=2, padding=1),
-                   cpu.CONV_TRANSPOSE4X4_FORMS[form], form, x, kernel)
+                   functools.partial(xla.conv_transpose, stride=2, padding=1), cpu_forms,
+                   x, kernel)
 
 
 def conv(x: jax.Array, kernel: jax.Array, stride: int, padding: int,
@@ -98,14 +110,15 @@ def conv(x: jax.Array, kernel: jax.Array, stride: int, padding: int,
   form = "lax" if stride == 1 else "im2col"
   return _dispatch(impl, f"conv{kernel.shape[0]}x{kernel.shape[0]}",
                    functools.partial(xla.conv, stride=stride, padding=padding),
-                   functools.partial(cpu.conv, stride=stride, padding=padding), form, x, kernel)
+                   lambda *_: (form, functools.partial(cpu.conv, stride=stride,
+                                                       padding=padding)), x, kernel)
 
 
 def conv_transpose3x3(x: jax.Array, kernel: jax.Array, impl: str = "auto") -> jax.Array:
   """PyTorch `ConvTranspose2d(k=3, s=2, p=1, output_padding=1)` (the ResNet generators')."""
   return _dispatch(impl, "conv_transpose3x3",
                    functools.partial(xla.conv_transpose, stride=2, padding=1, output_padding=1),
-                   cpu.conv_transpose3x3, "phases", x, kernel)
+                   lambda *_: ("phases", cpu.conv_transpose3x3), x, kernel)
 
 
 def dense(x: jax.Array, kernel_2d: jax.Array) -> jax.Array:

@@ -6,7 +6,9 @@ stride-2 4×4 transposed convolutions (every decoder level) and a few stride-1 4
 3×3 transposed ones. XLA:CPU lowers strided convolutions' gradients and transposed convolutions
 as dilated convolutions that multiply zeros, so each layer here is computed by one of a few
 exact formulations, picked from its static shape (`conv4x4_form`, `conv_transpose4x4_form`;
-the thresholds come from per-layer measurements on a 2-core CPU, docs/benchmarks.md):
+the thresholds come from per-layer measurements on a 2-core CPU, docs/benchmarks.md). A
+symbolic shape (the exported generator's any batch and size) takes the forms of its smallest
+value (`at_least`), which are exact for every value:
 
 * ``lax``: XLA's own convolution, for 4×4 convolutions with many output pixels; nothing is
   materialised besides the input.
@@ -50,6 +52,21 @@ FEW_FEATURES = 4  # 4×4 conv with at most this many output channels: output-sid
 # Stride-2 4×4 conv with at least this many input channels and at least one output pixel per
 # input channel: Winograd (below, the input transform or the 2.25× larger filter dominates).
 WINOGRAD_MIN_CHANNELS = 16
+
+
+def at_least(size, threshold: int) -> bool:
+  """`size >= threshold`, and False where a symbolic size leaves it open.
+
+  Sizes here are products of positive dimensions, so a comparison that holds for some values
+  of a symbolic size (an exported generator's any batch, any height and width) but not all fails
+  at its smallest value: symbolic sizes take the forms of their smallest values. Divisibility
+  tests need no such care (`==` on a symbolic size is False unless it holds for every value),
+  so every form taken is exact for every size.
+  """
+  try:
+    return bool(size >= threshold)
+  except jax.errors.InconclusiveDimensionOperation:
+    return False
 
 
 def dot_last(x: jax.Array, kernel_2d: jax.Array) -> jax.Array:
@@ -118,11 +135,12 @@ def use_winograd(x_shape: tuple[int, ...], kernel_shape: tuple[int, ...], stride
   would round once more."""
   n, h, w, cin = x_shape
   if transposed:
-    shape_ok = stride == 2 and h % 2 == 0 and w % 2 == 0 and n * h * w >= cin
+    shape_ok = stride == 2 and h % 2 == 0 and w % 2 == 0 and at_least(n * h * w, cin)
   elif stride == 2:
-    shape_ok = h % 4 == 0 and w % 4 == 0 and n * (h // 2) * (w // 2) >= cin
+    shape_ok = h % 4 == 0 and w % 4 == 0 and at_least(n * (h // 2) * (w // 2), cin)
   else:
-    shape_ok = stride == 1 and h >= 2 and w >= 2 and n * (h - 1) * (w - 1) >= cin
+    shape_ok = (stride == 1 and at_least(h, 2) and at_least(w, 2)
+                and at_least(n * (h - 1) * (w - 1), cin))
   return (shape_ok and cin >= WINOGRAD_MIN_CHANNELS and kernel_shape[-1] > FEW_FEATURES
           and dtype == jnp.float32)
 
@@ -135,7 +153,7 @@ def conv4x4_form(x_shape: tuple[int, ...], kernel_shape: tuple[int, ...], stride
     return "shifts"
   if use_winograd(x_shape, kernel_shape, stride, dtype):
     return "winograd" if stride == 2 else "winograd_s1"
-  if n * _conv_out_size(h, stride) * _conv_out_size(w, stride) >= CONV_MIN_PIXELS:
+  if at_least(n * _conv_out_size(h, stride) * _conv_out_size(w, stride), CONV_MIN_PIXELS):
     return "lax"
   return "im2col"
 
@@ -200,7 +218,7 @@ def conv_transpose4x4_form(x_shape: tuple[int, ...], kernel_shape: tuple[int, ..
   n, h, w, _ = x_shape
   if use_winograd(x_shape, kernel_shape, 2, dtype, transposed=True):
     return "winograd_t"
-  if n * h * w >= COL2IM_MIN_PIXELS or kernel_shape[-1] <= FEW_FEATURES:
+  if at_least(n * h * w, COL2IM_MIN_PIXELS) or kernel_shape[-1] <= FEW_FEATURES:
     return "col2im"
   return "taps"
 
