@@ -222,8 +222,8 @@ def run_export(config, workdir: str, output: str, step: int | None = None, *,
   Returns the path written (for pth, the list of files).
   """
   if not output:
-    raise errors.UsageError("--mode=export needs --output: the artifact's path (gen.jax, "
-                            "gen.onnx) or, for --format=pth, a folder")
+    raise errors.UsageError("--mode=export needs --output: the artifact's path, e.g. "
+                            "--output=gen.jax or --output=gen.onnx (a folder for --format=pth)")
   export_format = export_format_of(output, export_format)
   if with_discriminator and export_format != "pth":
     raise errors.UsageError("--with_discriminator applies to --format=pth only (the jax and onnx "

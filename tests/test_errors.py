@@ -209,8 +209,9 @@ for mode, args, code, culprit, fix, kw in [
     ("train", ["--config=configs/saved.py"], 2, "configs/saved.py",
      "--config=configs/saved.py:WORKDIR", {}),
     ("train", ["--config=configs/saved.py:{empty}"], 2, "no checkpoints", "--workdir", {}),
-    ("train", ["--config.model.ngf=4"], 2, "--config.model.ngf",
-     "--config=configs/saved.py:WORKDIR", {}),
+    # With --workdir alone an override changes the run's saved config: not its model.
+    ("train", ["--config.model.ngf=4"], 2, "model.ngf: checkpoint has 8, config has 4",
+     "fresh --workdir", {}),
     # ---- train: a run that cannot resume or start
     ("train", [TINY, "--config.model.ngf=4"], 2, "model.ngf: checkpoint has 8, config has 4",
      "leave out --config", {}),

@@ -5,6 +5,7 @@ its state dicts onto our variables. Outputs, BatchNorm running statistics and wh
 must agree to float32 round-off.
 """
 
+import functools
 import re
 
 import numpy as np
@@ -290,8 +291,10 @@ def test_init_statistics_equal_the_authors_init_weights(init_type, init_gain):
 
 
 def test_unknown_init_type_is_a_clear_error():
+  generator = models.make_generator(_config(init_type="uniform"))
   with pytest.raises(ValueError, match="unknown model.init_type 'uniform'"):
-    models.make_generator(_config(init_type="uniform"))
+    jax.eval_shape(functools.partial(generator.init, train=False), jax.random.key(0),
+                   jnp.zeros((1, 256, 256, 3)))
 
 
 # ---- WGAN-GP ---------------------------------------------------------------------------------
