@@ -26,7 +26,9 @@ def test_launch_trains_writes_outputs_and_resumes(tmp_path):
   # A cache of this test's own; every program is written to it, however fast it compiles.
   cache = (f"--config.compilation_cache_dir={tmp_path / 'cache'}",)
   env = {"JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0"}
-  result = run_launch(workdir, "--config.num_train_steps=3", *cache, env_extra=env)
+  # What a user's CPU run compiles: model.conv_impl=auto, i.e. the CPU forms.
+  result = run_launch(workdir, "--config.num_train_steps=3", "--config.model.conv_impl=auto",
+                      *cache, env_extra=env)
   assert "(compilation cache miss)" in _compile_line(result)
   assert (workdir / "checkpoints" / "3").is_dir()
   assert (workdir / "samples" / "step_00000003.png").is_file()
@@ -37,7 +39,8 @@ def test_launch_trains_writes_outputs_and_resumes(tmp_path):
 
   # Relaunching with a longer schedule continues from step 3 instead of restarting, and reads
   # the compiled train step from the cache.
-  result = run_launch(workdir, "--config.num_train_steps=6", *cache, env_extra=env)
+  result = run_launch(workdir, "--config.num_train_steps=6", "--config.model.conv_impl=auto",
+                      *cache, env_extra=env)
   assert "Resumed from checkpoint 3" in result.stderr
   assert "(compilation cache hit)" in _compile_line(result)
   assert _train_steps(workdir) == [2, 3, 4, 6]

@@ -244,11 +244,17 @@ def test_train_step_is_the_same_on_1_2_4_8_devices(sharded):
 # ---------------------------------------------------------------------------- launch.py runs
 
 RUN_STEPS = 4
-# A constant learning rate: with 2 steps per epoch, the tiny config's linear schedule (stepped at
-# the start of each epoch, as the authors') is 0 from step 3, which would leave nothing to compare.
-RUN_OVERRIDES = (f"--config.num_train_steps={RUN_STEPS}", "--config.batch_size=8",
-                 "--config.checkpoint_every_steps=2", "--config.eval_every_steps=0",
-                 "--config.log_every_steps=1", "--config.optim.lr_policy=constant")
+
+
+def run_overrides(steps: int = RUN_STEPS, checkpoint_every: int = 2) -> tuple[str, ...]:
+  # A constant learning rate: with 2 steps per epoch, the tiny config's linear schedule (stepped
+  # at the start of each epoch, as the authors') is 0 from step 3: nothing would be compared.
+  return (f"--config.num_train_steps={steps}", "--config.batch_size=8",
+          f"--config.checkpoint_every_steps={checkpoint_every}", "--config.eval_every_steps=0",
+          "--config.log_every_steps=1", "--config.optim.lr_policy=constant")
+
+
+RUN_OVERRIDES = run_overrides()
 
 
 def continuous_run(base: pathlib.Path, devices: int) -> pathlib.Path:
@@ -281,33 +287,31 @@ def assert_states_close(state: dict, reference: dict, base: dict, what: str) -> 
   return diff
 
 
-def _resume_on(base: pathlib.Path, source: pathlib.Path, name: str, devices: int):
-  """Copies a run, drops its last checkpoint and finishes it on `devices` devices."""
-  workdir = base / name
+def _resume_on(source: pathlib.Path, workdir: pathlib.Path, devices: int, *, drop: tuple,
+               steps: int, resumed_from: int) -> pathlib.Path:
+  """Copies a run, drops checkpoints `drop` and continues it to `steps` on `devices` devices,
+  saving every step."""
   shutil.copytree(source, workdir)
-  shutil.rmtree(workdir / "checkpoints" / str(RUN_STEPS))
-  result = run_launch(workdir, *RUN_OVERRIDES, devices=devices)
-  assert "Resumed from checkpoint 2" in result.stderr, result.stderr[-2000:]
+  for step in drop:
+    shutil.rmtree(workdir / "checkpoints" / str(step))
+  result = run_launch(workdir, *run_overrides(steps, checkpoint_every=1), devices=devices)
+  assert f"Resumed from checkpoint {resumed_from}" in result.stderr, result.stderr[-2000:]
   assert f"{devices} local / {devices} global" in result.stderr
-  return load_state(workdir, RUN_STEPS)
+  return workdir
 
 
 @pytest.mark.slow
 def test_checkpoints_move_between_device_counts(tmp_path_factory):
+  # 1 → 8 → 1: step 3 on 8 devices from a checkpoint saved on one, then step 4 on one device
+  # from the checkpoint saved on 8. The pipeline, the sharding and both restores must agree
+  # with the uninterrupted run on one device.
   base = tmp_path_factory.getbasetemp()
-  one, four = continuous_run(base, 1), continuous_run(base, 4)
-  reference, halfway = load_state(one, RUN_STEPS), load_state(one, 2)
-  diffs = {
-      # The whole run (pipeline, sharding, checkpoints) agrees across device counts ...
-      "4 vs 1 devices": assert_states_close(load_state(four, RUN_STEPS), reference, halfway,
-                                            "4 vs 1 devices"),
-      # ... and a run stopped at step 2 continues correctly on another count.
-      "4 then 1": assert_states_close(_resume_on(base, four, "resume_4_to_1", 1), reference,
-                                      halfway, "started on 4 devices, resumed on 1"),
-      "1 then 8": assert_states_close(_resume_on(base, one, "resume_1_to_8", 8), reference,
-                                      halfway, "started on 1 device, resumed on 8"),
-  }
-  print(json.dumps(diffs, indent=1))
+  one = continuous_run(base, 1)
+  eight = _resume_on(one, base / "resume_1_to_8", 8, drop=(RUN_STEPS,), steps=3, resumed_from=2)
+  back = _resume_on(eight, base / "resume_8_to_1", 1, drop=(), steps=RUN_STEPS, resumed_from=3)
+  diff = assert_states_close(load_state(back, RUN_STEPS), load_state(one, RUN_STEPS),
+                             load_state(one, 2), "1 then 8 then 1 devices")
+  print(json.dumps(diff, indent=1))
 
 
 # ---------------------------------------------------------------------------- mixed precision
