@@ -17,3 +17,18 @@ os.environ.setdefault("JAX_COMPILATION_CACHE_DIR",
 
 if str(REPO_ROOT) not in sys.path:
   sys.path.insert(0, str(REPO_ROOT))
+
+
+# The modules that take longest, first: pytest-xdist (--dist loadfile) hands whole modules to
+# the workers in collection order, so starting with the long ones keeps both workers busy to the
+# end instead of leaving one of them alone with a long module.
+LONGEST_FIRST = ("test_multiprocess", "test_parallel", "test_launch", "test_torch_equivalence",
+                 "test_reproducibility", "test_kernels", "test_models", "test_train",
+                 "test_onnx_export", "test_walkthrough", "test_demo")
+
+
+def pytest_collection_modifyitems(items):
+  def rank(item):
+    name = item.path.stem
+    return LONGEST_FIRST.index(name) if name in LONGEST_FIRST else len(LONGEST_FIRST)
+  items.sort(key=rank)  # stable: tests keep their order within a module

@@ -78,7 +78,8 @@ def _check_network(net, module, config, network, x, check_train=True):
     net.train()
     with torch.no_grad():
       expected = net(x).numpy()
-    ours, updates = module.apply(variables, _nhwc(x), train=True, mutable=["batch_stats"])
+    ours, updates = jax.jit(functools.partial(module.apply, train=True, mutable=["batch_stats"]))(
+        variables, _nhwc(x))
     ours = np.asarray(ours)
     ours = ours.transpose(0, 3, 1, 2) if ours.ndim == 4 else ours[:, None]
     np.testing.assert_allclose(ours, expected, rtol=0, atol=FORWARD_ATOL, err_msg="train mode")
@@ -92,7 +93,7 @@ def _check_network(net, module, config, network, x, check_train=True):
   net.eval()
   with torch.no_grad():
     expected = net(x).numpy()
-  ours = np.asarray(module.apply(variables, _nhwc(x), train=False))
+  ours = np.asarray(jax.jit(functools.partial(module.apply, train=False))(variables, _nhwc(x)))
   ours = ours.transpose(0, 3, 1, 2) if ours.ndim == 4 else ours[:, None]
   assert np.std(expected) > 1e-2, "degenerate comparison: the network's output is constant"
   np.testing.assert_allclose(ours, expected, rtol=0, atol=FORWARD_ATOL, err_msg="eval mode")
@@ -261,7 +262,8 @@ def test_init_statistics_equal_the_authors_init_weights(init_type, init_gain):
            (dict(discriminator="pixel", ndf=32), "discriminator", 6, 4)]
   bn_ours, bn_theirs = [], []
   for model, network, channels, size in cases:
-    config = _config(init_type=init_type, init_gain=init_gain, **model)
+    # Initial weights do not depend on how convolutions run: XLA's compile fastest eagerly.
+    config = _config(init_type=init_type, init_gain=init_gain, conv_impl="xla", **model)
     net = _torch_discriminator(config) if network == "discriminator" else _torch_generator(config)
     module = (models.make_discriminator(config) if network == "discriminator"
               else models.make_generator(config))
@@ -332,7 +334,8 @@ def test_gradient_penalty_equals_the_authors_under_torch_autograd():
                                              jnp.asarray(alpha.numpy()))
     return lambda_gp * value, updates["batch_stats"]
 
-  (value, stats), grads = jax.value_and_grad(penalty, has_aux=True)(variables["params"])
+  (value, stats), grads = jax.jit(jax.value_and_grad(penalty, has_aux=True))(
+      variables["params"])
   assert 1.0 < expected.item()  # gradient norms far from 1: a penalty worth comparing
   np.testing.assert_allclose(float(value), expected.item(), rtol=1e-5)
   # (The last conv's bias does not reach the input gradient: torch leaves its grad None.)
