@@ -94,23 +94,23 @@ class _Builder:
       tree = tree[key]
     return np.asarray(tree[leaf], np.float32)
 
-  def conv(self, x: str, path: tuple[str, ...], stride: int, padding: int) -> str:
-    """PyTorch Conv2d(k, stride, padding): the HWIO kernel as OIHW."""
+  def _conv_inputs(self, x: str, path: tuple[str, ...], axes: tuple[int, ...]):
+    """[x, weight (the kernel transposed by `axes`), bias if the layer has one], kernel size."""
     kernel = self._leaf(self.params, path, "kernel")
-    k = kernel.shape[0]
-    inputs = [x, self.g.const("/".join(path) + "/weight", kernel.transpose(3, 2, 0, 1))]
+    inputs = [x, self.g.const("/".join(path) + "/weight", kernel.transpose(*axes))]
     if "bias" in self._node(path):
       inputs.append(self.g.const("/".join(path) + "/bias", self._leaf(self.params, path, "bias")))
+    return inputs, kernel.shape[0]
+
+  def conv(self, x: str, path: tuple[str, ...], stride: int, padding: int) -> str:
+    """PyTorch Conv2d(k, stride, padding): the HWIO kernel as OIHW."""
+    inputs, k = self._conv_inputs(x, path, (3, 2, 0, 1))
     return self.g.op("Conv", inputs, "/".join(path), kernel_shape=[k, k],
                      strides=[stride, stride], pads=[padding] * 4)
 
   def conv_transpose(self, x: str, path: tuple[str, ...], output_padding: int = 0) -> str:
     """PyTorch ConvTranspose2d(k, 2, 1, output_padding); kernel (kh, kw, I, O) as (I, O, kh, kw)."""
-    kernel = self._leaf(self.params, path, "kernel")
-    k = kernel.shape[0]
-    inputs = [x, self.g.const("/".join(path) + "/weight", kernel.transpose(2, 3, 0, 1))]
-    if "bias" in self._node(path):
-      inputs.append(self.g.const("/".join(path) + "/bias", self._leaf(self.params, path, "bias")))
+    inputs, k = self._conv_inputs(x, path, (2, 3, 0, 1))
     return self.g.op("ConvTranspose", inputs, "/".join(path), kernel_shape=[k, k],
                      strides=[2, 2], pads=[1, 1, 1, 1],
                      output_padding=[output_padding, output_padding])

@@ -1,4 +1,4 @@
-"""Multi-process training over loopback: 2 processes × 2 CPU devices train like 1 × 4.
+"""Multi-process training over loopback: 2 processes × 2 CPU devices train like 1 device.
 
 Each process is a real `launch.py` with `--coordinator_address/--num_processes/--process_id`.
 JAX's distributed runtime aborts a process whose peer died only after its heartbeat timeout, so
