@@ -372,8 +372,7 @@ def _import_torch(what: str):
   try:
     import torch
   except ImportError as e:
-    raise errors.Pix2pixError(f'{what} needs PyTorch: pip install -e ".[torch]" (the torch '
-                              "extra)") from e
+    raise errors.MissingExtraError(what, "PyTorch", "torch") from e
   return torch
 
 

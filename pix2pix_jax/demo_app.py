@@ -11,7 +11,7 @@ import re
 import numpy as np
 from absl import logging
 
-from pix2pix_jax import demo
+from pix2pix_jax import demo, errors
 
 # Small images are shown enlarged with sharp pixels, so single label pixels stay visible.
 CSS = """
@@ -40,7 +40,7 @@ def _import_gradio():
   try:
     import gradio as gr  # pylint: disable=import-outside-toplevel
   except ImportError as e:
-    raise ImportError("the demo needs Gradio: pip install -e '.[demo]'") from e
+    raise errors.MissingExtraError("the demo", "Gradio", "demo") from e
   return gr
 
 

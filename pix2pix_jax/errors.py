@@ -52,3 +52,11 @@ class DataNotFoundError(Pix2pixError, FileNotFoundError):
 
 class InputError(Pix2pixError, ValueError):
   """An input file that cannot be used: corrupt, truncated, of an unusable size or layout."""
+
+
+class MissingExtraError(Pix2pixError, ImportError):
+  """A mode needs a package of an optional extra that is not installed."""
+
+  def __init__(self, what: str, package: str, extra: str):
+    super().__init__(f"{what} needs {package}, which is not installed: "
+                     f"pip install -e \".[{extra}]\" (the {extra} extra)")

@@ -32,7 +32,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from pix2pix_jax import atomic, models
+from pix2pix_jax import atomic, errors, models
 
 OPSET = 17  # every op used here is at least this old; onnxruntime-web and -mobile run it
 FORMAT = "pix2pix-jax generator, ONNX"
@@ -42,7 +42,7 @@ def _import_onnx():
   try:
     import onnx
   except ImportError as e:
-    raise ImportError('--format=onnx needs the onnx package: pip install -e ".[onnx]"') from e
+    raise errors.MissingExtraError("--format=onnx", "the onnx package", "onnx") from e
   return onnx
 
 

@@ -15,6 +15,7 @@ import hashlib
 import io
 import os
 import pathlib
+import sys
 import urllib.error
 
 import hypothesis
@@ -134,6 +135,11 @@ def row(mode, args, code, culprit, fix, *, entry="launch", setup=None, new=False
   names {new}, a workdir that must still not exist afterwards."""
   return pytest.param(entry, args, code, culprit, fix, setup, new, id=f"{mode}-{len(ROWS)}",
                       marks=marks)
+
+
+def _not_installed(monkeypatch, module: str):
+  """`import module` fails as it does where the optional extra is not installed."""
+  monkeypatch.setitem(sys.modules, module, None)
 
 
 def _no_network(monkeypatch):
@@ -263,6 +269,12 @@ for mode, args, code, culprit, fix, kw in [
      2, "no checkpoint 7", "available steps: [2]", {}),
     # ---- export, summary
     ("export", ["--mode=export"], 2, "--output", "--output=gen.jax", {}),
+    ("export", ["--mode=export", "--output={base}/g.onnx"], 1,
+     "--format=onnx needs the onnx package", 'pip install -e ".[onnx]"',
+     {"setup": lambda monkeypatch: _not_installed(monkeypatch, "onnx")}),
+    ("export", ["--mode=export", "--output={base}/pth", "--format=pth"], 1, "needs PyTorch",
+     'pip install -e ".[torch]"',
+     {"setup": lambda monkeypatch: _not_installed(monkeypatch, "torch")}),
     ("export", ["--mode=export", "--output={base}/g.jax", "--step=1"], 2, "no checkpoint 1",
      "--step=N", {}),
     ("export", ["--mode=export", "--output={base}/g.jax", TINY, "--config.model.ndf=4"], 2,
