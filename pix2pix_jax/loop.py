@@ -368,11 +368,12 @@ def _train(config, workdir_path: pathlib.Path, stop: _StopRequest,
                                     max_to_keep=config.max_to_keep,
                                     keep_every_steps=config.keep_every_steps,
                                     config=config.to_dict())
-  # Each batch is placed on the devices one step ahead, while the previous step runs.
+  # On accelerators each batch is placed on the devices one step ahead, while the previous
+  # step runs (parallel.batch_placer).
   train_iter = pipeline.make_train_iterator(
       config, train_source, process_index=jax.process_index(),
       process_count=jax.process_count(), backend=jax.default_backend(),
-      place=lambda local: parallel.global_batch(local, exp.batch_sharding))
+      place=parallel.batch_placer(exp.batch_sharding))
   cleanup.callback(train_iter.close)  # stops worker processes, however the run ends
   if train_iter.num_workers:
     logging.info("Input pipeline: %d worker processes", train_iter.num_workers)

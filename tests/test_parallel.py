@@ -1,5 +1,6 @@
 """parallel.py: batch-split errors, global-batch BatchNorm, sharding-independent dropout, the same
-training on 1, 2, 4 and 8 devices, checkpoints that move between device counts, and bfloat16.
+training on 1, 2, 4 and 8 devices (from host or placed batches), checkpoints that move between
+device counts, and bfloat16.
 
 Device counts other than 1 need a fresh process (`--xla_force_host_platform_device_count`):
 `_sharded_worker` runs in a subprocess with 8 fake CPU devices and builds meshes over the first
@@ -71,6 +72,8 @@ def test_global_batch_on_one_device():
   batch = parallel.global_batch({"A": rows}, parallel.data_sharding(mesh))
   assert batch["A"].shape == (2, 3)
   np.testing.assert_array_equal(parallel.to_host(batch["A"]), rows)
+  # One CPU process: the loop hands the step host arrays (see the 8-device worker below).
+  assert parallel.batch_placer(parallel.data_sharding(mesh)) is None
 
 
 def test_timeouts_come_from_the_environment(monkeypatch):
@@ -189,6 +192,16 @@ def _sharded_worker(out_path: str) -> None:
       state, m = exp.train_step(state, parallel.global_batch(batch, exp.batch_sharding))
       step_metrics.append({k: float(v) for k, v in jax.device_get(m).items()})
     finals[n], metrics[n] = jax.device_get(state), step_metrics
+  # On one CPU process the loop hands the step host arrays (parallel.batch_placer), which the
+  # compiled step shards over the 8 devices itself: the same step, bit for bit.
+  exp = loop.Experiment(config, len(source), mesh=meshes[8])
+  from_host = exp.train_step(jax.device_put(start, exp.state_sharding), batches[0])
+  placed = exp.train_step(jax.device_put(start, exp.state_sharding),
+                          parallel.global_batch(batches[0], exp.batch_sharding))
+  results["host_batches"] = {
+      "placer_is_none": parallel.batch_placer(exp.batch_sharding) is None,
+      "identical": all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(from_host),
+                                                            jax.tree.leaves(placed)))}
   params = lambda st: {"g": st.g_params, "d": st.d_params}
   results["train"] = {
       str(n): {
@@ -230,6 +243,11 @@ def test_dropout_masks_do_not_depend_on_sharding(sharded):
   d = sharded["dropout"]
   assert 0.4 < d["kept_fraction"] < 0.6, d
   assert all(v == 0 for v in d["mismatches"].values()), d
+
+
+@pytest.mark.slow
+def test_host_batches_train_like_placed_ones_on_8_cpu_devices(sharded):
+  assert sharded["host_batches"] == {"placer_is_none": True, "identical": True}
 
 
 @pytest.mark.slow

@@ -16,7 +16,9 @@ for A and B — then scaling to [-1, 1].
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
+import sys
 from typing import Any, Iterator
 
 import grain
@@ -258,20 +260,58 @@ def check_split_fits_batch(source, global_batch: int) -> None:
 
 def train_dataset(source, transform: Transform, *, seed: int, global_batch: int,
                   process_index: int = 0, process_count: int = 1) -> grain.MapDataset:
-  """An infinite MapDataset of this process's rows of each global batch.
-
-  Position k of the global stream is example `perm_{k // N}[k % N]` (a fresh permutation per
-  epoch) augmented with a generator seeded by (seed, k). Batches of L = G / P consecutive
-  positions are formed, and process p takes local batches p, p + P, p + 2P, ...
-  """
+  """An infinite MapDataset of this process's rows of each global batch (`TrainStream`)."""
   check_split_fits_batch(source, global_batch)
   if global_batch % process_count:
     raise ValueError(f"global batch {global_batch} is not divisible by {process_count} processes")
-  local = global_batch // process_count
-  ds = grain.MapDataset.source(source).shuffle(seed=seed).repeat()
-  ds = ds.random_map(transform, seed=seed)
-  ds = ds.batch(local, drop_remainder=True)
-  return ds[process_index::process_count]
+  return TrainStream(source, transform, seed=seed, global_batch=global_batch,
+                     process_index=process_index, process_count=process_count)
+
+
+@functools.lru_cache(maxsize=4)
+def epoch_permutation(num_examples: int, seed: int, epoch: int) -> np.ndarray:
+  """The order of the examples in `epoch`: a fresh permutation per epoch (read-only)."""
+  order = np.random.default_rng([seed, epoch]).permutation(num_examples)
+  order.setflags(write=False)
+  return order
+
+
+class TrainStream(grain.MapDataset):
+  """Local batch b of process p of P: the rows [p·L, (p+1)·L) of global batch b (L = G / P).
+
+  Row r of global batch b is position k = b·G + r of the global stream, and position k is
+  example `epoch_permutation(N, seed, k // N)[k % N]`, augmented by `transform` with a generator
+  seeded by (seed, k). So every process reads its own rows of the same global batches, and a
+  batch depends on its index alone: threads and worker processes may read batches in any order.
+
+  One dataset instead of grain's source → shuffle → repeat → random_map → batch chain: the same
+  stream at a fraction of the per-example bookkeeping (docs/benchmarks.md, "Input pipeline").
+  """
+
+  def __init__(self, source, transform: Transform, *, seed: int, global_batch: int,
+               process_index: int = 0, process_count: int = 1):
+    super().__init__()
+    self._source, self._transform, self._seed = source, transform, seed
+    self._global, self._local = global_batch, global_batch // process_count
+    self._first_row = process_index * self._local
+
+  def __len__(self) -> int:
+    return sys.maxsize  # infinite: epochs follow one another
+
+  def __getitem__(self, index):
+    if isinstance(index, slice):
+      return self.slice(index)
+    n = len(self._source)
+    start = index * self._global + self._first_row
+    rows = []
+    for k in range(start, start + self._local):
+      example = self._source[int(epoch_permutation(n, self._seed, k // n)[k % n])]
+      rows.append(self._transform(example, np.random.default_rng([self._seed, k])))
+    return {key: np.stack([row[key] for row in rows]) for key in rows[0]}
+
+  def __str__(self) -> str:
+    return (f"TrainStream({self._source!r}, seed={self._seed}, rows {self._first_row}–"
+            f"{self._first_row + self._local - 1} of global batches of {self._global})")
 
 
 def make_train_iterator(config, source, *, process_index: int = 0, process_count: int = 1,
