@@ -110,7 +110,7 @@ class Transform:
         x_out = np.asarray(Image.fromarray(x_out).resize((pw, ph), Image.BICUBIC))
     # The authors draw the flip unconditionally (random.random() > 0.5), then apply it if enabled.
     if self.flip and rng is not None and rng.random() > 0.5:
-      x_in, x_out = x_in[:, ::-1], x_out[:, ::-1]
+      x_in, x_out = _flipped(x_in), _flipped(x_out)
     convert = to_unit_range if self.scaled else _with_channel_axis
     return {"A": convert(x_in), "B": convert(x_out)}
 
@@ -123,6 +123,12 @@ def _channels(x: np.ndarray, channels: int) -> np.ndarray:
   if x.dtype == np.uint8 and (x.ndim == 3 and x.shape[-1] == 3 if channels == 3 else x.ndim == 2):
     return x
   return np.asarray(Image.fromarray(x).convert("L" if channels == 1 else "RGB"))
+
+
+def _flipped(x: np.ndarray) -> np.ndarray:
+  """`x[:, ::-1]`, copied: numpy copies a reversed view of 3-byte pixels byte by byte, `take`
+  gathers whole pixels, twice as fast at 256 px (the batch needs a copy either way)."""
+  return np.take(x, np.arange(x.shape[1] - 1, -1, -1), axis=1)
 
 
 def _with_channel_axis(x: np.ndarray) -> np.ndarray:
