@@ -274,10 +274,15 @@ def train_dataset(source, transform: Transform, *, seed: int, global_batch: int,
                      process_index=process_index, process_count=process_count)
 
 
+# Position k is augmented with the generator of SeedSequence([seed, k]); an epoch's order comes
+# from SeedSequence([seed, epoch, _ORDER]), a different sequence for every epoch and position.
+_ORDER = 1
+
+
 @functools.lru_cache(maxsize=4)
 def epoch_permutation(num_examples: int, seed: int, epoch: int) -> np.ndarray:
   """The order of the examples in `epoch`: a fresh permutation per epoch (read-only)."""
-  order = np.random.default_rng([seed, epoch]).permutation(num_examples)
+  order = np.random.default_rng([seed, epoch, _ORDER]).permutation(num_examples)
   order.setflags(write=False)
   return order
 
