@@ -150,6 +150,7 @@ def jax_worker(batch_size: int, warmup: int) -> None:
 
   config = default.get_config()
   config.batch_size = batch_size
+  config.compilation_cache_dir = ""  # a cold compile each time (bench.compile_cache times hits)
   platform.configure(config)
   experiment = loop.Experiment(config, num_train_examples=400)
   t0 = time.perf_counter()
