@@ -176,7 +176,7 @@ def _stacked(metrics: list[dict[str, jax.Array]]) -> dict[str, jax.Array]:
 
 def _host_metrics(pending: list[tuple[int, dict]]) -> list[tuple[int, dict[str, float]]]:
   """The metrics of a window of steps, on the host: one array per key comes back (stacked on
-  the devices), not one per key and step, which costs 10× more at a window of 50."""
+  the devices), not one per key and step (docs/benchmarks.md, "Loop overhead")."""
   stacked = jax.device_get(_stacked([m for _, m in pending]))
   return [(s, {k: float(v[i]) for k, v in stacked.items()}) for i, (s, _) in enumerate(pending)]
 
