@@ -5,8 +5,8 @@ position. Its state is the number of batches it has returned, `{"next_index": n}
 grain's own in-process iterator), so a checkpoint does not depend on how the batches were read:
 a run saved with 4 worker processes resumes with none, and the other way round. Batches are
 identical whatever the number of workers, because every example's augmentation is a function of
-its position in the stream and grain's workers take interleaved positions (worker i of k reads
-positions i, i + k, ...) that are merged back in order.
+its position in the stream and worker processes take interleaved positions (worker i of k reads
+positions i, i + k, ...) that are merged back in order (`workers.WorkerPool`).
 
 `place` (e.g. building the global `jax.Array` sharded over the mesh) runs `ahead` batches in
 advance, so the next batch is already on its way to the devices while the current step runs.
@@ -26,8 +26,8 @@ from typing import Any, Callable
 
 import grain
 
-# How many local batches each worker process keeps ready.
-WORKER_BUFFER = 2
+from pix2pix_jax.data import workers
+
 # `data.num_workers="auto"` on accelerator hosts: processes for decoding and augmentation, at most
 # this many and leaving a core for the training process.
 MAX_AUTO_WORKERS = 8
@@ -52,14 +52,6 @@ def resolve_num_workers(num_workers: int | str, backend: str) -> int:
     raise ValueError(f"--config.data.num_workers must be 'auto' or an integer >= 0, got "
                      f"{num_workers!r}")
   return workers
-
-
-def _mark_flags_parsed() -> None:
-  # grain's worker processes read its absl flags; a program that did not parse absl flags (a
-  # notebook, a test, a script without app.run) would fail on them.
-  from absl import flags  # pylint: disable=import-outside-toplevel
-  if not flags.FLAGS.is_parsed():
-    flags.FLAGS.mark_as_parsed()
 
 
 class TrainIterator:
@@ -90,12 +82,12 @@ class TrainIterator:
     self._queue: collections.deque = collections.deque()
 
   def _start(self) -> None:
-    dataset = self._dataset[self._next_index:].to_iter_dataset(self._read_options)
     if self.num_workers:
-      _mark_flags_parsed()
-      dataset = dataset.mp_prefetch(grain.MultiprocessingOptions(
-          num_workers=self.num_workers, per_worker_buffer_size=self._worker_buffer))
-    self._reader = iter(dataset)
+      self._reader = workers.WorkerPool(
+          self._dataset, start=self._next_index, num_workers=self.num_workers,
+          num_threads=self._read_options.num_threads, depth=self._worker_buffer)
+    else:
+      self._reader = iter(self._dataset[self._next_index:].to_iter_dataset(self._read_options))
 
   def __iter__(self) -> "TrainIterator":
     return self
