@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import tempfile
 import time
 
@@ -111,12 +112,13 @@ def main():
       "Paper size (resize 286, random crop 256, flip; batch 1): reading threads of the training "
       "process (`data.num_workers=0`) or worker processes (`data.num_workers=N`, one thread "
       "each):", "",
-      "| source | " + " | ".join(labels) + " | 2 workers ÷ 1 |",
+      "| source | " + " | ".join(labels) + " | 2 workers ÷ 1 (same round) |",
       "|---|" + "---:|" * (len(labels) + 1)]
   for name, rates in rows.items():
     ratios = [two / one for two, one in zip(rates["2 workers"], rates["1 worker"])]
     table.append(f"| {name} | " + " | ".join(_range(rates[label]) for label in labels)
-                 + f" | {min(ratios):.2f}–{max(ratios):.2f}× |")
+                 + f" | {min(ratios):.2f}–{max(ratios):.2f}× "
+                 f"(median {statistics.median(ratios):.2f}) |")
   text = "\n".join(table)
   print(text)
   if args.write:

@@ -107,6 +107,13 @@ def paths(tmp_path_factory):
   (base / "pairs" / "train").mkdir(parents=True)
   for name in ("1.png", "2.png"):
     (base / "pairs" / "train" / name).write_bytes(b"garbage")
+  # ... and one whose second image is cut short: its header passes, reading it fails.
+  (base / "cutpairs" / "train").mkdir(parents=True)
+  aligned = rng.integers(0, 256, (32, 64, 3), np.uint8)
+  Image.fromarray(aligned).save(base / "cutpairs" / "train" / "1.jpg")
+  Image.fromarray(aligned).save(base / "cutpairs" / "train" / "2.jpg")
+  whole = (base / "cutpairs" / "train" / "2.jpg").read_bytes()
+  (base / "cutpairs" / "train" / "2.jpg").write_bytes(whole[:len(whole) // 2])
   (base / "file").write_text("a regular file")
   (base / "gen.jax").write_bytes(b"not an artifact")
   # The authors' generator with one input channel, and a file torch cannot read.
@@ -232,6 +239,10 @@ for mode, args, code, culprit, fix, kw in [
     ("train", [TINY, "--config.data.dataset=folder", "--config.data.data_dir={base}/pairs",
                "--config.data.eval_split="], 1, "1.png: not an image",
      "--config.data.skip_bad_images=True", {"new": True}),
+    # Found while training, in a worker process: the same one block.
+    ("train", [TINY, "--config.data.dataset=folder", "--config.data.data_dir={base}/cutpairs",
+               "--config.data.eval_split=", "--config.data.num_workers=2"], 1,
+     "2.jpg: truncated", "--config.data.skip_bad_images=True", {"new": True}),
     # ---- eval
     ("eval", ["--mode=eval", "--step=99"], 2, "no checkpoint 99", "--step=N", {}),
     ("eval", ["--mode=eval", TINY, "--config.model.ngf=4"], 2, "model.ngf: checkpoint has 8",

@@ -143,6 +143,18 @@ def test_stop_then_resume_with_more_steps_is_bit_identical(reference, tmp_path, 
 
 
 @pytest.mark.slow
+def test_a_run_read_by_worker_processes_resumes_in_process_bit_identically(reference, tmp_path,
+                                                                           cache_env):
+  # The reference reads in threads; this run reads its first steps in two worker processes and
+  # the rest in threads: the same batches, so the same run.
+  workdir = tmp_path / "workers"
+  result = _launch(workdir, cache_env, num_train_steps=2, **{"data.num_workers": 2})
+  assert "Input pipeline: 2 worker processes" in result.stderr
+  _launch(workdir, cache_env, **{"data.num_workers": 0})
+  assert_bit_identical(workdir, reference)
+
+
+@pytest.mark.slow
 def test_sigkill_at_an_arbitrary_moment_then_resume_is_bit_identical(reference, tmp_path,
                                                                      cache_env):
   workdir, log = tmp_path / "killed", tmp_path / "killed.log"
