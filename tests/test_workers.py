@@ -93,6 +93,13 @@ def test_a_worker_that_dies_is_reported_with_its_exit_code_not_a_hang():
     pool.close()
 
 
+def test_data_that_cannot_be_sent_to_workers_names_the_flag_that_avoids_them():
+  local = _dataset(lambda i: _batch(i))  # a lambda: not picklable
+  with pytest.raises(errors.UsageError, match=r"data.num_workers=2: the training data cannot be "
+                     r"sent to worker processes .*--config.data.num_workers=0"):
+    workers.WorkerPool(local, start=0, num_workers=2)
+
+
 def test_close_stops_the_workers_and_is_idempotent():
   pool = workers.WorkerPool(_dataset(_batch), start=0, num_workers=2)
   next(pool)

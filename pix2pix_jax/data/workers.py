@@ -28,12 +28,12 @@ from __future__ import annotations
 import mmap
 import multiprocessing
 import os
+import pickle
 import tempfile
 import traceback
 from multiprocessing import reduction
 from typing import Any
 
-import cloudpickle
 import numpy as np
 
 from pix2pix_jax import errors
@@ -98,7 +98,7 @@ def _work(pickled_dataset: bytes, start: int, step: int, num_threads: int, block
   block = mmap.mmap(block_fd, block_size)
   idle = list(slots)
   try:
-    dataset = cloudpickle.loads(pickled_dataset)
+    dataset = pickle.loads(pickled_dataset)
     reader = iter(dataset[start::step].to_iter_dataset(grain.ReadOptions(
         num_threads=num_threads, prefetch_buffer_size=max(2, num_threads))))
     for batch in reader:
@@ -129,7 +129,7 @@ class WorkerPool:
   """Batches `dataset[start]`, `dataset[start + 1]`, ... read by `num_workers` processes.
 
   Args:
-    dataset: a MapDataset of batches (dicts of numpy arrays), picklable by cloudpickle.
+    dataset: a MapDataset of batches (dicts of numpy arrays), picklable.
     start: the first position handed out.
     num_workers: worker processes (>= 1).
     num_threads: reading threads in each worker.
@@ -146,12 +146,17 @@ class WorkerPool:
           "use --config.data.num_workers=0 (reading threads, data.num_threads)")
     self._num_workers, self._next = num_workers, 0
     self._processes, self._free, self._ready, self._block = [], [], [], None
+    try:
+      pickled = pickle.dumps(dataset, pickle.HIGHEST_PROTOCOL)
+    except (pickle.PicklingError, TypeError, AttributeError) as e:
+      raise errors.UsageError(
+          f"data.num_workers={num_workers}: the training data cannot be sent to worker processes "
+          f"({e}); use --config.data.num_workers=0 (reading threads)") from e
     self._layout, self._slot_size = _layout(dataset[start])
     size = self._slot_size * num_workers * depth
     self._fd = _anonymous_file(size)
     self._block = mmap.mmap(self._fd, size)
     context = multiprocessing.get_context(_CONTEXT)
-    pickled = cloudpickle.dumps(dataset)
     try:
       for w in range(num_workers):
         free_out, free_in = context.Pipe(duplex=False)
