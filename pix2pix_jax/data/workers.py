@@ -82,8 +82,10 @@ def _layout(batch: dict) -> tuple[dict[str, tuple[tuple[int, ...], np.dtype, int
 
 
 def _fits(batch: Any, layout: dict) -> bool:
+  """Whether `batch` can be written into a slot (arrays of Python objects cannot)."""
   return (isinstance(batch, dict) and batch.keys() == layout.keys() and all(
-      isinstance(v, np.ndarray) and (v.shape, v.dtype) == layout[k][:2] for k, v in batch.items()))
+      isinstance(v, np.ndarray) and not v.dtype.hasobject and (v.shape, v.dtype) == layout[k][:2]
+      for k, v in batch.items()))
 
 
 def _views(buffer, layout: dict, base: int) -> dict[str, np.ndarray]:
