@@ -28,6 +28,10 @@ def _ragged(i):
   return batch
 
 
+def _with_names(i):
+  return {**_batch(i), "name": np.array([f"example {int(i)}"], dtype=object)}
+
+
 def _fails_at_5(i):
   if int(i) == 5:
     raise errors.InputError("example 5: truncated JPEG (re-download the dataset)")
@@ -64,6 +68,16 @@ def test_batches_that_do_not_fit_the_slots_travel_pickled_in_their_place():
     pool.close()
   assert [int(b["index"][0]) for b in batches] == list(range(9))
   assert [b["A"].shape[0] for b in batches] == [2, 2, 1] * 3
+
+
+def test_arrays_of_python_objects_travel_pickled_never_as_pointers_in_the_slots():
+  pool = workers.WorkerPool(_dataset(_with_names), start=3, num_workers=2)
+  try:
+    batches = _read(pool, 4)
+  finally:
+    pool.close()
+  assert [b["name"][0] for b in batches] == [f"example {i}" for i in range(3, 7)]
+  assert [int(b["A"][0, 0, 0, 0]) for b in batches] == [3, 4, 5, 6]
 
 
 def test_an_error_in_a_worker_is_raised_with_its_type_message_and_traceback():
