@@ -46,13 +46,19 @@ def _read(pool, n):
   return [next(pool) for _ in range(n)]
 
 
-@pytest.mark.parametrize("num_workers,depth", [(1, 1), (3, 2)])
-def test_batches_in_order_from_any_start_through_reused_slots(num_workers, depth):
-  pool = workers.WorkerPool(_dataset(_batch), start=7, num_workers=num_workers, depth=depth)
+def _read_all(fn, n, **kwargs):
+  """`n` batches of a pool over positions of `fn`, closed afterwards."""
+  pool = workers.WorkerPool(_dataset(fn), **kwargs)
   try:
-    batches = _read(pool, 20)  # more batches than slots: every slot is used again
+    return _read(pool, n)
   finally:
     pool.close()
+
+
+@pytest.mark.parametrize("num_workers,depth", [(1, 1), (3, 2)])
+def test_batches_in_order_from_any_start_through_reused_slots(num_workers, depth):
+  # More batches than slots: every slot is used again.
+  batches = _read_all(_batch, 20, start=7, num_workers=num_workers, depth=depth)
   assert [int(b["index"][0]) for b in batches] == list(range(7, 27))
   for i, batch in zip(range(7, 27), batches):
     np.testing.assert_array_equal(batch["A"], _batch(i)["A"])
@@ -61,21 +67,13 @@ def test_batches_in_order_from_any_start_through_reused_slots(num_workers, depth
 
 
 def test_batches_that_do_not_fit_the_slots_travel_pickled_in_their_place():
-  pool = workers.WorkerPool(_dataset(_ragged), start=0, num_workers=2)
-  try:
-    batches = _read(pool, 9)
-  finally:
-    pool.close()
+  batches = _read_all(_ragged, 9, start=0, num_workers=2)
   assert [int(b["index"][0]) for b in batches] == list(range(9))
   assert [b["A"].shape[0] for b in batches] == [2, 2, 1] * 3
 
 
 def test_arrays_of_python_objects_travel_pickled_never_as_pointers_in_the_slots():
-  pool = workers.WorkerPool(_dataset(_with_names), start=3, num_workers=2)
-  try:
-    batches = _read(pool, 4)
-  finally:
-    pool.close()
+  batches = _read_all(_with_names, 4, start=3, num_workers=2)
   assert [b["name"][0] for b in batches] == [f"example {i}" for i in range(3, 7)]
   assert [int(b["A"][0, 0, 0, 0]) for b in batches] == [3, 4, 5, 6]
 
