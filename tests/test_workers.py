@@ -32,7 +32,7 @@ def _with_names(i):
   return {**_batch(i), "name": np.array([f"example {int(i)}"], dtype=object)}
 
 
-def _fails_at_5(i):
+def _fails_at_5(i):  # read by worker 0 of 2 from start 0 (worker w reads 1 + w, 3 + w, ...)
   if int(i) == 5:
     raise errors.InputError("example 5: truncated JPEG (re-download the dataset)")
   return _batch(i)
@@ -88,7 +88,7 @@ def test_an_error_in_a_worker_is_raised_with_its_type_message_and_traceback():
     pool.close()
   cause = info.value.__cause__
   assert isinstance(cause, workers.WorkerError)
-  assert "in data worker 1" in str(cause) and "_fails_at_5" in str(cause)
+  assert "in data worker 0" in str(cause) and "_fails_at_5" in str(cause)
 
 
 def test_a_worker_that_dies_is_reported_with_its_exit_code_not_a_hang():

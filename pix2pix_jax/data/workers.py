@@ -1,8 +1,9 @@
 """Worker processes that decode and augment training batches into reused shared memory.
 
 `WorkerPool(dataset, start, num_workers)` hands out `dataset[start]`, `dataset[start + 1]`, ...
-in order. Worker w of N reads the positions start + w, start + w + N, ... (with grain's in-process
-reader, `num_threads` threads) and writes each batch into one of its `depth` slots of a single
+in order. The first, read in the training process, gives the layout of the slots; worker w of N
+reads the positions start + 1 + w, start + 1 + w + N, ... (with grain's in-process reader,
+`num_threads` threads) and writes each batch into one of its `depth` slots of a single
 shared-memory block; the training process copies the slot out and gives it back. So a batch
 costs the hand-over two copies of warm memory and a few bytes through a pipe, whatever its size.
 
@@ -147,14 +148,16 @@ class WorkerPool:
           f"data.num_workers={num_workers}: worker processes need a POSIX system (Linux, macOS); "
           "use --config.data.num_workers=0 (reading threads, data.num_threads)")
     self._num_workers, self._next = num_workers, 0
-    self._processes, self._free, self._ready, self._block = [], [], [], None
+    self._processes, self._free, self._ready, self._block, self._first = [], [], [], None, None
     try:
       pickled = pickle.dumps(dataset, pickle.HIGHEST_PROTOCOL)
     except (pickle.PicklingError, TypeError, AttributeError) as e:
       raise errors.UsageError(
           f"data.num_workers={num_workers}: the training data cannot be sent to worker processes "
           f"({e}); use --config.data.num_workers=0 (reading threads)") from e
-    self._layout, self._slot_size = _layout(dataset[start])
+    # The first batch gives the slots' layout and is handed out as it is; the workers go on.
+    self._first = dataset[start]
+    self._layout, self._slot_size = _layout(self._first)
     size = self._slot_size * num_workers * depth
     self._fd = _anonymous_file(size)
     self._block = mmap.mmap(self._fd, size)
@@ -165,7 +168,7 @@ class WorkerPool:
         ready_out, ready_in = context.Pipe(duplex=False)
         process = context.Process(
             target=_work, name=f"pix2pix-data-{w}", daemon=True,
-            args=(pickled, start + w, num_workers, max(1, num_threads), _Fd(self._fd), size,
+            args=(pickled, start + 1 + w, num_workers, max(1, num_threads), _Fd(self._fd), size,
                   self._layout, self._slot_size, range(w * depth, (w + 1) * depth), free_out,
                   ready_in))
         process.start()
@@ -182,6 +185,9 @@ class WorkerPool:
     return self
 
   def __next__(self) -> dict[str, np.ndarray]:
+    if self._first is not None:
+      batch, self._first = self._first, None
+      return batch
     w = self._next % self._num_workers
     try:
       message = self._ready[w].recv()
