@@ -20,20 +20,20 @@ import sys
 from absl import flags
 from ml_collections import config_flags
 
-from pix2pix_jax import cli, errors
+from pix2pix_jax import cli, errors, export, modes
 
 flags.DEFINE_string("workdir", None, "Run directory: checkpoints, metrics, samples, the page.")
-flags.DEFINE_enum("mode", "train", ["train", "eval", "translate", "export", "summary", "demo"],
-                  "What to do.")
+flags.DEFINE_enum("mode", "train", modes.LAUNCH_MODES, "What to do: " + "; ".join(
+    f"{name}: {modes.MODES[name].help}" for name in modes.LAUNCH_MODES) + ".")
 flags.DEFINE_integer("step", None, "eval/translate/export/demo: checkpoint step (default: latest).")
 flags.DEFINE_string("split", None, "eval: split to evaluate (default: config.data.eval_split).")
 flags.DEFINE_string("input", None, "translate: an image file or a folder of images.")
 flags.DEFINE_string("output", None, "translate: output folder; export: artifact path (a "
                     "folder for --format=pth); summary: Markdown file (default "
                     "WORKDIR/summary.md).")
-flags.DEFINE_enum("format", None, ["jax", "onnx", "pth"],
-                  "export: jax (jax.export artifact), onnx, or pth (the authors' "
-                  "latest_net_G.pth); default: onnx for an --output ending in .onnx, else jax.")
+flags.DEFINE_enum("format", None, list(export.FORMATS), "export: " + "; ".join(
+    f"{f.name}: {f.description}" for f in export.FORMATS.values())
+    + f". Default: the format --output's ending names, else {export.DEFAULT}.")
 flags.DEFINE_bool("with_discriminator", False, "export --format=pth: also latest_net_D.pth.")
 flags.DEFINE_bool("aligned", False, "translate: inputs are A|B images; use the input half.")
 flags.DEFINE_enum("resize", "crop_size", ["crop_size", "multiple", "none"],
@@ -64,20 +64,19 @@ def launch(argv):
                             "--name=value)")
   from pix2pix_jax import commands, parallel, platform
   platform.quiet_library_logs()
-  if FLAGS.mode == "demo":  # loads the run (or artifact) itself, from its saved config
+  options = dict(step=FLAGS.step, split=FLAGS.split, input_path=FLAGS.input,
+                 output=FLAGS.output, aligned=FLAGS.aligned, resize=FLAGS.resize,
+                 export_format=FLAGS.format, with_discriminator=FLAGS.with_discriminator,
+                 artifact=FLAGS.artifact, host=FLAGS.host, port=FLAGS.port)
+  if modes.MODES[FLAGS.mode].own_config:  # loads the run (or artifact) itself
     platform.configure()
-    from pix2pix_jax import demo_app
-    demo_app.serve(FLAGS.workdir, FLAGS.step, FLAGS.artifact, host=FLAGS.host, port=FLAGS.port)
-    return
+    return commands.run(FLAGS.mode, None, FLAGS.workdir, **options)
   config = commands.resolve_config(FLAGS.mode, FLAGS.workdir, FLAGS.config, step=FLAGS.step)
   platform.configure(config)
   parallel.maybe_initialize_distributed(FLAGS.coordinator_address, FLAGS.num_processes,
                                         FLAGS.process_id, auto=FLAGS.distributed == "auto")
   parallel.log_topology()
-  commands.run(FLAGS.mode, config, FLAGS.workdir, step=FLAGS.step, split=FLAGS.split,
-               input_path=FLAGS.input, output=FLAGS.output, aligned=FLAGS.aligned,
-               resize=FLAGS.resize, export_format=FLAGS.format,
-               with_discriminator=FLAGS.with_discriminator)
+  return commands.run(FLAGS.mode, config, FLAGS.workdir, **options)
 
 
 def with_saved_config(argv: list[str]) -> list[str]:

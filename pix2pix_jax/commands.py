@@ -1,11 +1,13 @@
-"""What `launch.py --mode=...` does: train, eval, translate, export and summary.
+"""The test-time modes of `launch.py` (eval, translate, export, summary) and the dispatch.
 
 `resolve_config` picks the config a launch runs with (the run's saved config unless one is
-given); `run` calls the handler of the mode. Only `train` imports the training loop.
+given); `run` calls the function `modes.MODES` names for the mode. Only `train` imports the
+training loop.
 """
 
 from __future__ import annotations
 
+import inspect
 import pathlib
 import time
 from typing import Any
@@ -15,10 +17,8 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from pix2pix_jax import config_check, errors, evaluate, inference
+from pix2pix_jax import config_check, errors, evaluate, inference, modes
 
-MODES = ("train", "eval", "translate", "export", "summary")
-EXPORT_FORMATS = ("jax", "onnx", "pth")
 
 
 def resolve_config(mode: str, workdir: str, config=None,
@@ -32,8 +32,8 @@ def resolve_config(mode: str, workdir: str, config=None,
   `mode` (`config_check`: every problem at once, as `errors.ConfigError`). Reads files only (no
   JAX backend starts), so launch.py calls it before distributed start-up.
   """
-  if mode not in MODES:
-    raise errors.UsageError(f"unknown mode {mode!r}; choose one of {MODES}")
+  if mode not in modes.LAUNCH_MODES:
+    raise errors.UsageError(f"unknown mode {mode!r}; choose one of {modes.LAUNCH_MODES}")
   if mode == "train" and config is None:
     try:
       config = inference.saved_config(workdir)
@@ -53,25 +53,12 @@ def resolve_config(mode: str, workdir: str, config=None,
   return config
 
 
-def run(mode: str, config, workdir: str, *, step: int | None = None, split: str | None = None,
-        input_path: str | None = None, output: str | None = None, aligned: bool = False,
-        resize: str = "crop_size", export_format: str | None = None,
-        with_discriminator: bool = False):
-  """Runs one launch mode with a config from `resolve_config`."""
-  if mode == "train":
-    from pix2pix_jax import loop
-    return loop.train_and_evaluate(config, workdir)
-  if mode == "eval":
-    return run_eval(config, workdir, step=step, split=split)
-  if mode == "translate":
-    return run_translate(config, workdir, input_path, output, step=step, aligned=aligned,
-                         resize=resize)
-  if mode == "export":
-    return run_export(config, workdir, output, step=step, export_format=export_format,
-                      with_discriminator=with_discriminator)
-  if mode == "summary":
-    return run_summary(config, workdir, output)
-  raise errors.UsageError(f"unknown mode {mode!r}; choose one of {MODES}")
+def run(mode: str, config, workdir: str, **options):
+  """Runs one launch mode with a config from `resolve_config`; `options` are launch.py's flags,
+  of which the mode's function receives those it takes."""
+  function = modes.MODES[mode].function()
+  accepted = inspect.signature(function).parameters
+  return function(config, workdir, **{k: v for k, v in options.items() if k in accepted})
 
 
 def run_eval(config, workdir: str, step: int | None = None, split: str | None = None
@@ -161,102 +148,37 @@ def run_eval(config, workdir: str, step: int | None = None, split: str | None = 
   return result
 
 
-def _translator(config, workdir: str, step: int | None) -> inference.Translator:
-  built, weights, step = inference.restore(config, workdir, step)
-  return inference.Translator(built.generator, weights.g_params, weights.g_batch_stats,
-                              config=config, step=step)
-
-
-def run_translate(config, workdir: str, input_path: str, output_dir: str,
+def run_translate(config, workdir: str, input_path: str, output: str,
                   step: int | None = None, *, aligned: bool = False,
                   resize: str = "crop_size") -> list[pathlib.Path]:
-  """Translates an image file or a folder of images into OUTPUT_DIR/NAME.png."""
-  if not input_path or not output_dir:
+  """Translates an image file or a folder of images into OUTPUT/NAME.png."""
+  if not input_path or not output:
     raise errors.UsageError("--mode=translate needs --input (an image or a folder) and "
                             "--output (a folder)")
   paths = inference.list_inputs(input_path)
-  translator = _translator(config, workdir, step)
-  written = translator.translate_files(paths, output_dir, aligned=aligned, resize=resize)
+  translator = inference.translator(config, workdir, step)
+  written = translator.translate_files(paths, output, aligned=aligned, resize=resize)
   print(f"translated {len(written)} image(s) with checkpoint {translator.step} "
-        f"({translator.mode} mode) into {pathlib.Path(output_dir).absolute()}", flush=True)
+        f"({translator.mode} mode) into {pathlib.Path(output).absolute()}", flush=True)
   return written
-
-
-def export_format_of(output: str, export_format: str | None) -> str:
-  """--format, or the one --output's extension names: .onnx → onnx, otherwise jax."""
-  if export_format is None:
-    suffix = pathlib.Path(output).suffix.lower()
-    if suffix == ".pth":
-      raise errors.UsageError(f"--output {output}: for the authors' .pth files pass "
-                              "--format=pth and a folder as --output (it receives "
-                              "latest_net_G.pth)")
-    export_format = "onnx" if suffix == ".onnx" else "jax"
-  if export_format not in EXPORT_FORMATS:
-    raise errors.UsageError(f"unknown --format={export_format}; choose one of {EXPORT_FORMATS}")
-  if export_format == "pth" and pathlib.Path(output).suffix.lower() == ".pth":
-    raise errors.UsageError(f"--format=pth writes a folder: --output {output} ends in .pth; "
-                            "name the folder that receives latest_net_G.pth instead (e.g. "
-                            "--output=exported_G)")
-  return export_format
-
-
-def _authors_test_options(config) -> str:
-  """The options of the authors' test.py that build the networks of `config`."""
-  m = config.model
-  net_g = m.generator
-  if net_g == "unet":
-    net_g = {7: "unet_128", 8: "unet_256"}.get(m.num_downs)
-    if net_g is None:  # their define_G names two U-Nets; the class takes any depth
-      return (f"their UnetGenerator({m.input_nc}, {m.output_nc}, num_downs={m.num_downs}, "
-              f"ngf={m.ngf}) with {m.norm} norm (define_G names unet_128 and unet_256 only)")
-  options = (f"--netG {net_g} --ngf {m.ngf} --norm {m.norm} --input_nc {m.input_nc} "
-             f"--output_nc {m.output_nc} --direction {config.data.direction}")
-  return options + ("" if m.use_dropout else " --no_dropout")
 
 
 def run_export(config, workdir: str, output: str, step: int | None = None, *,
                export_format: str | None = None, with_discriminator: bool = False):
-  """Writes the generator as a jax.export artifact (`export.py`), an ONNX model
-  (`onnx_export.py`) or the authors' latest_net_G.pth (`convert.export_torch`).
-
-  Returns the path written (for pth, the list of files).
-  """
+  """Writes the generator in the format --format or --output's ending names
+  (`export.FORMATS`); returns what the format's writer returns."""
+  from pix2pix_jax import export
   if not output:
     raise errors.UsageError("--mode=export needs --output: the artifact's path, e.g. "
                             "--output=gen.jax or --output=gen.onnx (a folder for --format=pth)")
-  export_format = export_format_of(output, export_format)
-  if with_discriminator and export_format != "pth":
-    raise errors.UsageError("--with_discriminator applies to --format=pth only (the jax and onnx "
-                            "exports hold the generator)")
-  if export_format == "pth":
-    from pix2pix_jax import convert
-    built, weights, step = inference.restore(config, workdir, step)
-    del built
-    g_variables = {"params": weights.g_params, "batch_stats": weights.g_batch_stats}
-    d_variables = ({"params": weights.d_params, "batch_stats": weights.d_batch_stats}
-                   if with_discriminator else None)
-    written = convert.export_torch(config, output, g_variables, d_variables,
-                                   num_batches_tracked=step)
-    print(f"exported checkpoint {step} as the authors' {', '.join(str(p) for p in written)}; "
-          f"their test.py loads it with --checkpoints_dir {pathlib.Path(output).parent} "
-          f"--name {pathlib.Path(output).name} --model pix2pix "
-          f"{_authors_test_options(config)} (their default is this project's paper mode; "
-          "--eval: running averages without dropout)", flush=True)
-    return written
-  translator = _translator(config, workdir, step)
-  if export_format == "onnx":
-    from pix2pix_jax import onnx_export
-    path = onnx_export.export_onnx(translator, output)
-    print(f"exported the generator of checkpoint {translator.step} ({translator.mode} mode) to "
-          f"{path}: ONNX, input 'images' float32[batch, {translator.input_nc}, height, width] in "
-          f"[-1, 1], sides multiples of {translator.size_multiple}", flush=True)
-    return path
-  from pix2pix_jax import export
-  path = export.export_generator(translator, output)
-  print(f"exported the generator of checkpoint {translator.step} ({translator.mode} mode) to "
-        f"{path} (+ {path.name}.json); load it with pix2pix_jax.export.load_exported",
-        flush=True)
-  return path
+  chosen = export.format_of(output, export_format)
+  options = {}
+  if with_discriminator:
+    if "with_discriminator" not in inspect.signature(export.module(chosen.name).export).parameters:
+      raise errors.UsageError(f"--with_discriminator applies to --format=pth only (--format="
+                              f"{chosen.name} exports the generator)")
+    options["with_discriminator"] = True
+  return export.module(chosen.name).export(config, workdir, output, step, **options)
 
 
 def run_summary(config, workdir: str, output: str | None = None) -> pathlib.Path:

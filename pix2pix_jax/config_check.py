@@ -21,15 +21,14 @@ from typing import Any, Callable, Iterable
 
 from absl import logging
 
-from pix2pix_jax import errors, evaluate, kernels, layers, losses, models, parallel, state
+from pix2pix_jax import (errors, evaluate, kernels, layers, losses, models, modes, parallel,
+                         state)
 from pix2pix_jax.data import pipeline, synthetic
 
-MODES = ("train", "eval", "translate", "export", "summary", "demo", "convert")
-ALL = frozenset(MODES)
-DATA = frozenset({"train", "eval"})  # the modes that read a dataset
-TRAIN = frozenset({"train"})
-BUILD = frozenset({"train", "convert"})  # the modes that initialise a state with optimisers
-EVAL = frozenset({"eval"})
+# The rows below say which part of a config a rule belongs to; a mode checks the parts it
+# reads (`modes.MODES[mode].reads`) and always the model and test-time settings (ALL).
+ALL = None
+DATA, TRAIN, BUILD, EVAL = modes.DATA, modes.TRAINING, modes.OPTIMIZER, modes.EVALUATION
 # Sanity limits: a side or width past these is a typo (and cannot be built or rendered).
 MAX_SIDE = 16384  # pixels
 MAX_WIDTH = 4096  # base width of a network (the paper: 64)
@@ -132,8 +131,9 @@ def train_steps(value):
 
 _INTERVAL = "in steps; 0 = never"
 
-# (key, the modes where it matters, check): each check returns None or what the value must be.
-FIELD_RULES: tuple[tuple[str, frozenset, Callable[[Any], str | None]], ...] = (
+# (key, the part of a config it belongs to, check): each check returns None or what the value
+# must be.
+FIELD_RULES: tuple[tuple[str, str | None, Callable[[Any], str | None]], ...] = (
     ("seed", ALL, integer(0, 2**32 - 1)),
     # ---- data
     ("data.dataset", DATA, dataset_name),
@@ -240,16 +240,6 @@ def _input_sizes(config) -> list[tuple[str, int]]:
   return sizes
 
 
-def _patchgan_output(size: int, n_layers: int) -> int:
-  """Output side of the PatchGAN on `size` pixels: max(n_layers, 1) stride-2 and two stride-1
-  4×4 convolutions with padding 1."""
-  for _ in range(max(n_layers, 1)):
-    size = (size - 2) // 2 + 1
-    if size < 1:
-      break
-  return size - 2
-
-
 def _sizes(config, ctx):
   d, m = config.data, config.model
   if d.preprocess == "resize_and_crop" and round(d.load_size * d.aspect_ratio) > MAX_SIDE:
@@ -259,12 +249,9 @@ def _sizes(config, ctx):
   if d.preprocess in ("resize_and_crop", "scale_width_and_crop") and d.crop_size > d.load_size:
     yield (f"--config.data.crop_size={d.crop_size}: must be <= --config.data.load_size="
            f"{d.load_size} (data.preprocess={d.preprocess} scales to load_size, then crops)")
-  multiple = pipeline.size_multiple(config)
-  if m.generator.startswith("unet"):
-    smallest, network = multiple, (f"the U-Net with {int(math.log2(multiple))} levels "
-                                   f"(model.generator={m.generator})")
-  else:  # two stride-2 levels, and reflection padding at a quarter of the size
-    smallest, network = 8, f"the ResNet generator (model.generator={m.generator})"
+  generator, discriminator = models.make_generator(config), models.make_discriminator(config)
+  multiple, smallest = generator.size_multiple, generator.min_side
+  network = f"{generator.title} (model.generator={m.generator})"
   for key, size in _input_sizes(config):
     if size % multiple or size < smallest:
       value = d.crop_size if key == "data.crop_size" else d.aspect_ratio
@@ -274,15 +261,12 @@ def _sizes(config, ctx):
              f"multiples of {multiple}" + (f", at least {smallest}" if smallest > multiple
                                            else "")
              + (f", e.g. --config.data.crop_size={fix}" if key == "data.crop_size" else ""))
-  if m.discriminator == "pixel":
-    return
-  n_layers = 3 if m.discriminator == "basic" else m.n_layers_d
   for key, size in _input_sizes(config):
-    if _patchgan_output(size, n_layers) < 1:
+    if size < discriminator.min_side:
       value = d.crop_size if key == "data.crop_size" else d.aspect_ratio
-      yield (f"--config.{key}={_show(value)}: {size} pixels are too few for the PatchGAN "
-             f"with {n_layers} layers (model.discriminator={m.discriminator}), which needs "
-             f"{3 * 2 ** max(n_layers, 1)}; use larger crops, or fewer layers "
+      yield (f"--config.{key}={_show(value)}: {size} pixels are too few for "
+             f"{discriminator.title} (model.discriminator={m.discriminator}), which needs "
+             f"{discriminator.min_side}; use larger crops, or fewer layers "
              "(--config.model.discriminator=n_layers --config.model.n_layers_d=N)")
 
 
@@ -294,7 +278,7 @@ def _synthetic(config, ctx):
   if d[key] < synthetic.MIN_IMAGE_SIZE:
     yield (f"--config.data.{key}={d[key]}: the synthetic facades are drawn at "
            f"{synthetic.MIN_IMAGE_SIZE} pixels or more")
-  if ctx.mode == "train" and d.num_synthetic < config.batch_size:
+  if TRAIN in modes.MODES[ctx.mode].reads and d.num_synthetic < config.batch_size:
     yield (f"--config.data.num_synthetic={d.num_synthetic}: fewer examples than one batch; "
            f"use at least --config.batch_size={config.batch_size}")
 
@@ -331,8 +315,8 @@ def _batch_over_devices(config, ctx):
     yield f"--config.batch_size={config.batch_size}: {e}"
 
 
-# (the modes where it matters, the keys it reads, rule): each rule yields problem lines; it
-# runs only when every key it reads is present and passed its own row.
+# (the part of a config it belongs to, the keys it reads, rule): each rule yields problem
+# lines; it runs only when every key it reads is present and passed its own row.
 CROSS_RULES = (
     (ALL, ("data.preprocess", "data.load_size", "data.crop_size", "data.aspect_ratio",
            "model.generator", "model.num_downs", "model.discriminator", "model.n_layers_d"),
@@ -354,11 +338,13 @@ def problems(config, *, mode: str = "train", num_devices: int | None = None,
 
   `num_devices` / `num_processes`: check that the global batch splits over them (training).
   """
-  if mode not in MODES:
-    raise ValueError(f"unknown mode {mode!r}; choose one of {MODES}")
+  if mode not in modes.MODES:
+    raise errors.UsageError(f"unknown mode {mode!r}; choose one of {tuple(modes.MODES)}")
+  reads = modes.MODES[mode].reads
+  applies = lambda part: part is ALL or part in reads  # noqa: E731
   found, bad = [], set()
-  for key, modes, check in FIELD_RULES:
-    if mode not in modes:
+  for key, part, check in FIELD_RULES:
+    if not applies(part):
       continue
     value = _lookup(config, key)
     if value is _MISSING:
@@ -368,8 +354,8 @@ def problems(config, *, mode: str = "train", num_devices: int | None = None,
       found.append(_problem(key, value, must))
       bad.add(key)
   ctx = _Context(mode, num_devices, num_processes)
-  for modes, keys, rule in CROSS_RULES:
-    if mode not in modes or any(key in bad or _lookup(config, key) is _MISSING for key in keys):
+  for part, keys, rule in CROSS_RULES:
+    if not applies(part) or any(key in bad or _lookup(config, key) is _MISSING for key in keys):
       continue
     found.extend(rule(config, ctx))
   return found

@@ -30,7 +30,6 @@ authors' `latest_net_G.pth` / `latest_net_D.pth` (`launch.py --mode=export --for
 from __future__ import annotations
 
 import collections
-import dataclasses
 import os
 import pathlib
 import sys
@@ -45,6 +44,7 @@ from flax import traverse_util
 from ml_collections import config_flags
 
 from pix2pix_jax import cli, errors, models
+from pix2pix_jax.models.layout import LayerMap
 
 NETWORKS = ("generator", "discriminator")
 
@@ -53,133 +53,22 @@ class ConversionError(errors.InputError):
   """A state dict that does not match the network it is converted for."""
 
 
-@dataclasses.dataclass(frozen=True)
-class LayerMap:
-  """One parameterised torch module and the Flax module it corresponds to."""
-  torch_prefix: str           # e.g. "model.model.1.model.2"
-  flax_path: tuple[str, ...]  # e.g. ("down_1_norm",)
-  kind: str                   # conv | conv_transpose | batch_norm | instance_norm
-
-
 _IGNORED_KEYS = {
     "batch_norm": ("num_batches_tracked",),
     "instance_norm": ("running_mean", "running_var", "num_batches_tracked"),
 }
 
 
-# ---------------------------------------------------------------------------------------------
-# Layouts: the authors' module tree, walked from the architecture's hyperparameters.
-# ---------------------------------------------------------------------------------------------
-
-
-def _norm(norm: str, prefix: str, path: tuple[str, ...]) -> list[LayerMap]:
-  # 'none' is an Identity in the authors' Sequentials: it keeps its index but has no state.
-  kind = {"batch": "batch_norm", "instance": "instance_norm"}.get(norm)
-  return [LayerMap(prefix, path, kind)] if kind else []
-
-
-def unet_layout(num_downs: int, norm: str) -> list[LayerMap]:
-  """The authors' nested `UnetSkipConnectionBlock`s, in state-dict order.
-
-  Level 0's block is `model`; level i ≥ 1 is the submodule (Sequential index 1 in level 0,
-  index 3 below) of the level above. Inside a block the Sequential holds
-    level 0:      [down conv, sub, ReLU, up conv, Tanh]
-    innermost:    [LeakyReLU, down conv, ReLU, up conv, up norm]
-    other levels: [LeakyReLU, down conv, down norm, sub, ReLU, up conv, up norm, (Dropout)]
-  """
-  if num_downs < 5:
-    raise ConversionError(f"the authors' U-Net has at least 5 levels; num_downs={num_downs}")
-  prefixes = ["model"] + [
-      "model.model.1" + ".model.3" * (i - 1) for i in range(1, num_downs)]
-  innermost = num_downs - 1
-  down: list[LayerMap] = []
-  up: list[list[LayerMap]] = []  # per level
-  for i, p in enumerate(prefixes):
-    if i == 0:
-      down.append(LayerMap(f"{p}.model.0", ("down_0",), "conv"))
-      up.append([LayerMap(f"{p}.model.3", ("up_0",), "conv_transpose")])
-    elif i == innermost:
-      down.append(LayerMap(f"{p}.model.1", (f"down_{i}",), "conv"))
-      up.append([LayerMap(f"{p}.model.3", (f"up_{i}",), "conv_transpose"),
-                 *_norm(norm, f"{p}.model.4", (f"up_{i}_norm",))])
-    else:
-      down += [LayerMap(f"{p}.model.1", (f"down_{i}",), "conv"),
-               *_norm(norm, f"{p}.model.2", (f"down_{i}_norm",))]
-      up.append([LayerMap(f"{p}.model.5", (f"up_{i}",), "conv_transpose"),
-                 *_norm(norm, f"{p}.model.6", (f"up_{i}_norm",))])
-  # Registration order: every down path (outside in), then the up paths (inside out).
-  return down + [entry for level in reversed(up) for entry in level]
-
-
-def resnet_layout(n_blocks: int, norm: str, use_dropout: bool,
-                  padding_type: str = "reflect") -> list[LayerMap]:
-  """The authors' flat `ResnetGenerator.model` Sequential, in state-dict order.
-
-  [pad, conv7, norm, ReLU] [conv3 s2, norm, ReLU]×2 [ResnetBlock]×n [convT, norm, ReLU]×2
-  [pad, conv7, Tanh]; inside a block: [(pad), conv, norm, ReLU, (Dropout), (pad), conv, norm],
-  the pads present unless padding_type is 'zero'.
-  """
-  out = [LayerMap("model.1", ("stem",), "conv"), *_norm(norm, "model.2", ("stem_norm",))]
-  for i, idx in ((1, 4), (2, 7)):
-    out += [LayerMap(f"model.{idx}", (f"down_{i}",), "conv"),
-            *_norm(norm, f"model.{idx + 1}", (f"down_{i}_norm",))]
-  pad = 0 if padding_type == "zero" else 1
-  second = pad + 3 + int(use_dropout) + pad  # index of the block's second conv
-  for b in range(n_blocks):
-    p = f"model.{10 + b}.conv_block"
-    for j, idx in enumerate((pad, second)):
-      out += [LayerMap(f"{p}.{idx}", (f"block_{b}", f"conv_{j}"), "conv"),
-              *_norm(norm, f"{p}.{idx + 1}", (f"block_{b}", f"norm_{j}"))]
-  base = 10 + n_blocks
-  for i, idx in ((1, base), (2, base + 3)):
-    out += [LayerMap(f"model.{idx}", (f"up_{i}",), "conv_transpose"),
-            *_norm(norm, f"model.{idx + 1}", (f"up_{i}_norm",))]
-  out.append(LayerMap(f"model.{base + 7}", ("out",), "conv"))
-  return out
-
-
-def patchgan_layout(n_layers: int, norm: str) -> list[LayerMap]:
-  """The authors' `NLayerDiscriminator.model`: [conv, LReLU] [conv, norm, LReLU]×L [conv] with
-  L = max(n_layers, 1) (their stride-1 level is there for n_layers=0 too)."""
-  last = max(n_layers, 1)
-  out = [LayerMap("model.0", ("conv_0",), "conv")]
-  for i in range(1, last + 1):
-    idx = 2 + 3 * (i - 1)
-    out += [LayerMap(f"model.{idx}", (f"conv_{i}",), "conv"),
-            *_norm(norm, f"model.{idx + 1}", (f"norm_{i}",))]
-  out.append(LayerMap(f"model.{2 + 3 * last}", (f"conv_{last + 1}",), "conv"))
-  return out
-
-
-def pixel_layout(norm: str) -> list[LayerMap]:
-  """The authors' `PixelDiscriminator.net`: [conv, LReLU, conv, norm, LReLU, conv]."""
-  return [LayerMap("net.0", ("conv_0",), "conv"), LayerMap("net.2", ("conv_1",), "conv"),
-          *_norm(norm, "net.3", ("norm_1",)), LayerMap("net.5", ("conv_2",), "conv")]
-
-
-def module_layout(module: nn.Module) -> list[LayerMap]:
-  """The layout of a Flax network of this package, read from its fields."""
-  if isinstance(module, models.UNetGenerator):
-    return unet_layout(module.num_downs, module.norm)
-  if isinstance(module, models.ResnetGenerator):
-    return resnet_layout(module.n_blocks, module.norm, module.use_dropout, module.padding_type)
-  if isinstance(module, models.PatchDiscriminator):
-    return patchgan_layout(module.n_layers, module.norm)
-  if isinstance(module, models.PixelDiscriminator):
-    return pixel_layout(module.norm)
-  raise ConversionError(f"no torch layout for {type(module).__name__}")
+def _layout(module: nn.Module) -> list[LayerMap]:
+  """The network's own account of the authors' layout (`torch_layout()` in its module)."""
+  if not hasattr(module, "torch_layout"):
+    raise ConversionError(f"no torch layout for {type(module).__name__}")
+  return module.torch_layout()
 
 
 def describe(module: nn.Module) -> str:
   """A one-line description of the architecture a state dict is checked against."""
-  fields = {
-      models.UNetGenerator: ("num_downs", "ngf", "norm"),
-      models.ResnetGenerator: ("n_blocks", "ngf", "norm", "use_dropout", "padding_type"),
-      models.PatchDiscriminator: ("n_layers", "ndf", "norm"),
-      models.PixelDiscriminator: ("ndf", "norm"),
-  }.get(type(module), ())
-  args = ", ".join(f"{f}={getattr(module, f)!r}" for f in fields)
-  return f"{type(module).__name__}({args})"
+  return module.describe() if hasattr(module, "describe") else type(module).__name__
 
 
 # ---------------------------------------------------------------------------------------------
@@ -187,20 +76,9 @@ def describe(module: nn.Module) -> str:
 # ---------------------------------------------------------------------------------------------
 
 
-def _probe_size(module: nn.Module) -> int:
-  """A small input side the module accepts (only shapes are evaluated, nothing is computed)."""
-  if isinstance(module, models.UNetGenerator):
-    return 2**module.num_downs
-  if isinstance(module, models.ResnetGenerator):
-    return 16
-  if isinstance(module, models.PatchDiscriminator):
-    return 4 * 2**max(module.n_layers, 1)
-  return 4
-
-
 def abstract_variables(module: nn.Module, in_channels: int) -> dict[str, Any]:
   """{'params': ..., 'batch_stats': ...} of ShapeDtypeStructs for `module` on `in_channels`."""
-  size = _probe_size(module)
+  size = max(getattr(module, "size_multiple", 1), module.min_side)
   x = jax.ShapeDtypeStruct((1, size, size, in_channels), jnp.float32)
   variables = jax.eval_shape(
       lambda x: module.init({"params": jax.random.key(0), "dropout": jax.random.key(0)}, x,
@@ -274,7 +152,7 @@ def state_dict_to_variables(state_dict: Mapping[str, Any], module: nn.Module,
   remaining = collections.OrderedDict(_strip_data_parallel(state_dict))
   flat_abstract = traverse_util.flatten_dict(abstract_variables(module, in_channels))
   flat: dict[tuple, jax.Array] = {}
-  for entry in module_layout(module):
+  for entry in _layout(module):
     for key, collection, path, flax_shape in _pairs(entry, flat_abstract):
       if flax_shape is None:  # a conv without bias in this architecture
         if key in remaining:
@@ -342,7 +220,7 @@ def variables_to_state_dict(variables: Mapping[str, Any], module: nn.Module, in_
   if extra:
     raise ConversionError(f"unexpected Flax variable {'/'.join(min(extra))} for {describe(module)}")
   out = collections.OrderedDict()
-  for entry in module_layout(module):
+  for entry in _layout(module):
     for key, _, path, flax_shape in _pairs(entry, flat_abstract):
       if flax_shape is None:
         continue

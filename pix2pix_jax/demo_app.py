@@ -217,8 +217,11 @@ def launch(app, host: str = demo.DEFAULT_HOST, port: int = demo.DEFAULT_PORT,
   return app.local_url
 
 
-def serve(workdir: str | None = None, step: int | None = None, artifact: str | None = None,
-          host: str = demo.DEFAULT_HOST, port: int = demo.DEFAULT_PORT) -> None:
-  """Loads the model, compiles it, and serves the page until interrupted (launch.py)."""
+def serve(config, workdir: str | None = None, step: int | None = None,
+          artifact: str | None = None, host: str = demo.DEFAULT_HOST,
+          port: int = demo.DEFAULT_PORT) -> None:
+  """Loads the model, compiles it, and serves the page until interrupted (`launch.py
+  --mode=demo`; `config` is None: the run's saved config is read with it)."""
+  del config
   model = demo.load_model(workdir, step, artifact)
   launch(build_app(model), host=host, port=port, block=True)

@@ -20,6 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from pix2pix_jax import atomic, image_metrics
+from pix2pix_jax.pixels import to_uint8
 
 EVAL_MODES = ("paper", "eval")
 
@@ -118,12 +119,6 @@ def write_json(result: dict, path: str | pathlib.Path) -> None:
 
 
 # ---------------------------------------------------------------------------- saved results
-
-def to_uint8(images) -> np.ndarray:
-  """Floats in [-1, 1] → uint8 pixels (rounded; the authors' tensor2im truncates instead)."""
-  images = np.nan_to_num(np.asarray(images, dtype=np.float32))
-  return np.round((np.clip(images, -1.0, 1.0) + 1.0) * 127.5).astype(np.uint8)
-
 
 def save_png(path: str | pathlib.Path, image) -> None:
   """Writes one (H, W, C) image, floats in [-1, 1] or uint8, C in {1, 3}, as PNG."""

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import functools
 import json
-import math
 import os
 import pathlib
 from typing import Iterable, Sequence
@@ -163,6 +162,13 @@ def load(workdir: str | os.PathLike, step: int | None = None, config=None, *,
                     step=restored_step, mode=mode, seed=seed, batch_size=batch_size)
 
 
+def translator(config, workdir: str | os.PathLike, step: int | None = None) -> "Translator":
+  """A `Translator` for a checked config (`load` with the config already resolved)."""
+  built, weights, restored_step = restore(config, workdir, step)
+  return Translator(built.generator, weights.g_params, weights.g_batch_stats, config=config,
+                    step=restored_step)
+
+
 # ---------------------------------------------------------------------------- translating
 
 def _to_channels(pixels: np.ndarray, channels: int, name: str) -> np.ndarray:
@@ -207,7 +213,6 @@ class Translator:
 
   def __init__(self, generator, g_params, g_batch_stats, *, config, step: int = 0,
                mode: str | None = None, seed: int | None = None, batch_size: int | None = None):
-    from pix2pix_jax.data import pipeline
     self.generator = generator
     self.g_params, self.g_batch_stats = g_params, g_batch_stats
     self.config, self.step = config, step
@@ -219,8 +224,7 @@ class Translator:
     self.input_nc, self.output_nc = config.model.input_nc, config.model.output_nc
     self.direction = config.data.direction
     self.crop_size = config.data.crop_size
-    self.size_multiple = pipeline.size_multiple(config)
-    self.num_downs = int(round(math.log2(self.size_multiple)))
+    self.size_multiple = generator.size_multiple
     self._generate = jax.jit(functools.partial(evaluate.generate, generator),
                              static_argnames=("mode",))
 
@@ -239,8 +243,8 @@ class Translator:
       return width, height
     if resize == "none":
       raise errors.InputError(
-          f"{name}: {width}×{height} pixels, but this generator ({self.num_downs} down-sampling "
-          f"levels) needs width and height that are multiples of {m}. Resize or crop it to a "
+          f"{name}: {width}×{height} pixels, but this generator ({self.generator.title}) "
+          f"needs width and height that are multiples of {m}. Resize or crop it to a "
           f"multiple of {m}, or use resize='crop_size' (to {self.crop_size}×{self.crop_size}) "
           "or resize='multiple'.")
     if resize == "crop_size":

@@ -1,17 +1,14 @@
 """The training loop: data → jitted train step → metrics, samples, evaluation, checkpoints.
 
-All side effects live here; the step itself is the pure `train.train_step`. Process 0 writes
-logs, samples and the results page; every process takes part in checkpointing.
+The step itself is the pure `train.train_step`; process 0 writes the run's files
+(`run_files`), every process takes part in checkpointing.
 """
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
-import json
 import math
 import pathlib
-import signal
 import time
 from typing import Any
 
@@ -21,60 +18,10 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from pix2pix_jax import (atomic, checkpointing, config_check, errors, evaluate, kernels,
-                         parallel, platform, state as state_lib, train)
+from pix2pix_jax import (checkpointing, config_check, evaluate, finite, kernels, losses,
+                         parallel, platform, reference, run_files, signals, state as state_lib,
+                         train)
 from pix2pix_jax.data import pipeline
-
-LOSS_KEYS = ("g_gan", "g_l1", "d_real", "d_fake")
-
-
-class NonFiniteLossError(errors.Pix2pixError, FloatingPointError):
-  """A loss became NaN or Inf; training stopped and the last good checkpoint is kept."""
-
-
-class _StopRequest:
-  """SIGTERM / SIGINT → save at the current step and exit cleanly (preemption).
-
-  A second signal acts as usual (SIGINT raises KeyboardInterrupt, SIGTERM ends the process), so
-  a run stuck in a long save can still be stopped. Under JAX's distributed runtime SIGTERM is
-  left to JAX: its preemption service agrees with every process on the step at which all of them
-  save (`Checkpointer.reached_preemption`), whereas a handler here would replace JAX's and stop
-  only the process that got the signal. For the same reason SIGINT is only caught when there is
-  a single process.
-  """
-
-  def __init__(self):
-    self.signal_name = ""
-    self._previous = {}
-
-  def __enter__(self):
-    signals = []
-    if not jax.distributed.is_initialized():
-      signals.append(signal.SIGTERM)
-    if jax.process_count() == 1:
-      signals.append(signal.SIGINT)
-    for sig in signals:
-      try:
-        self._previous[sig] = signal.signal(sig, self._handle)
-      except ValueError:  # not the main thread (e.g. called from a test thread)
-        pass
-    return self
-
-  def _handle(self, signum, frame):
-    del frame
-    if self.signal_name:  # asked twice: stop now, the usual way
-      self._restore()
-      signal.raise_signal(signum)
-      return
-    self.signal_name = signal.Signals(signum).name
-
-  def _restore(self):
-    for sig, handler in self._previous.items():
-      signal.signal(sig, handler)
-    self._previous = {}
-
-  def __exit__(self, *exc):
-    self._restore()
 
 
 def total_steps(config, steps_per_epoch: int) -> int:
@@ -181,155 +128,17 @@ def _host_metrics(pending: list[tuple[int, dict]]) -> list[tuple[int, dict[str, 
   return [(s, {k: float(v[i]) for k, v in stacked.items()}) for i, (s, _) in enumerate(pending)]
 
 
-def _kept_checkpoint(last_saved: int | None) -> str:
-  if last_saved is None:
-    return "no checkpoint was saved"
-  return f"checkpoint {last_saved} is the last good one (a relaunch resumes there)"
-
-
-def _check_finite(records: list[tuple[int, dict[str, float]]], last_saved: int | None) -> None:
-  for step, metrics in records:
-    bad = [k for k in LOSS_KEYS if not math.isfinite(metrics[k])]
-    if bad:
-      raise NonFiniteLossError(
-          f"non-finite loss at step {step}: " + ", ".join(f"{k}={metrics[k]}" for k in bad)
-          + f". Training stopped; {_kept_checkpoint(last_saved)}. Lower optim.lr, check the "
-          "data, or use compute_dtype=float32.")
-
-
-def _all_finite(tree) -> jax.Array:
-  flags = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)
-           if jnp.issubdtype(x.dtype, jnp.inexact)]
-  return jnp.all(jnp.stack(flags)) if flags else jnp.bool_(True)
-
-
-@jax.jit
-def _finite_fields(state: state_lib.TrainState) -> dict[str, jax.Array]:
-  return {f.name: _all_finite(getattr(state, f.name)) for f in dataclasses.fields(state)}
-
-
-def _check_state_finite(state, step: int, last_saved: int | None) -> None:
-  """A loss can be finite while the update it produced is not: never checkpoint NaN weights."""
-  bad = [name for name, ok in _finite_fields(state).items() if not bool(parallel.to_host(ok))]
-  if bad:
-    raise NonFiniteLossError(
-        f"non-finite values in {', '.join(bad)} after step {step}; not saving it. Training "
-        f"stopped; {_kept_checkpoint(last_saved)}. Lower optim.lr or check the data.")
-
-
-class _Outputs:
-  """Process 0's files in the workdir: config.json, metrics.jsonl, TensorBoard events,
-  samples, page. Nothing is written before `start`."""
-
-  def __init__(self, workdir: pathlib.Path, config, enabled: bool):
-    self.workdir, self.config, self.enabled = workdir, config, enabled
-    self.metrics_path = workdir / "metrics.jsonl"
-    self.samples_dir = workdir / "samples"
-    self.writer = None
-    self.started = False
-
-  def start(self, step: int) -> None:
-    """Saves config.json, drops metric lines past `step` (a resumed run redoes them) and opens
-    the writers. Called once the run has trained a step (or has nothing to train), so that a
-    launch that fails before leaves the workdir as it was."""
-    self.started = True
-    if not self.enabled:
-      return
-    checkpointing.save_config_json(self.workdir, self.config.to_dict())
-    self.truncate_after(step)
-    self.samples_dir.mkdir(parents=True, exist_ok=True)
-    if self.config.tensorboard:
-      from pix2pix_jax.tensorboard import MetricWriter
-      self.writer = MetricWriter(str(self.workdir / "tensorboard"))
-
-  def append(self, record: dict) -> None:
-    if not self.enabled:
-      return
-    with open(self.metrics_path, "a") as f:
-      f.write(json.dumps(record) + "\n")
-    if self.writer is not None:
-      prefix = "train" if record["kind"] == "train" else f"eval_{record.get('mode', '')}"
-      self.writer.write_scalars(record["step"], {
-          f"{prefix}/{k}": v for k, v in record.items()
-          if isinstance(v, (int, float)) and k != "step"})
-
-  def truncate_after(self, step: int) -> None:
-    """On resume, drop metric lines logged after the restored step (they will be redone)."""
-    if not self.enabled or not self.metrics_path.exists():
-      return
-    kept = []
-    for line in self.metrics_path.read_text().splitlines():
-      try:
-        if json.loads(line).get("step", 0) <= step:
-          kept.append(line)
-      except json.JSONDecodeError:
-        continue  # a line cut short by a kill
-    with atomic.atomic_path(self.metrics_path) as temporary:
-      temporary.write_text("".join(l + "\n" for l in kept))
-
-  def samples(self, step: int, inputs, outputs, targets, heatmaps, prefix: str = "", *,
-              references=None, reference_label: str = "") -> None:
-    if not self.enabled:
-      return
-    from pix2pix_jax import report
-    path = self.samples_dir / f"{prefix}step_{step:08d}.png"
-    report.save_sample_grid(str(path), inputs, outputs, targets, heatmaps, references=references,
-                            reference_label=reference_label)
-    if self.writer is not None:
-      from PIL import Image
-      self.writer.write_images(step, {"samples": np.asarray(Image.open(path).convert("RGB"))})
-
-  def report(self) -> str | None:
-    if not self.enabled:
-      return None
-    from pix2pix_jax import report
-    return report.write_report(str(self.workdir))
-
-  def close(self) -> None:
-    if self.writer is not None:
-      self.writer.close()
-
-
 def _sample_batch(config, eval_source, train_source) -> dict[str, np.ndarray]:
   source = eval_source if eval_source is not None else train_source
   n = min(config.num_samples, len(source))
   return next(pipeline.eval_batches(config, source, n, limit=n))
 
 
-def _reference_outputs(config, inputs: np.ndarray) -> tuple[np.ndarray | None, str]:
-  """`report.reference_workdir`'s generator on the sample inputs, and a label saying whose.
-
-  The reference (e.g. the authors' model imported with `convert`) does not change while we
-  train, so it runs once, in this run's test-time mode on the whole sample batch, as our
-  samples do. The results page is a side effect: a reference that cannot be used is reported
-  and left out, never a reason to stop training.
-  """
-  workdir = config.get("report", {}).get("reference_workdir", "")
-  if not workdir:
-    return None, ""
-  if jax.process_count() > 1:
-    logging.warning("report.reference_workdir is ignored in multi-process runs.")
-    return None, ""
-  from pix2pix_jax import inference  # only needed with a reference
-  try:
-    translator = inference.load(workdir, mode=config.eval_mode, seed=config.seed + 1,
-                                batch_size=len(inputs))
-    outputs = translator(inputs, resize="none")
-  except (FileNotFoundError, ValueError, KeyError) as e:
-    logging.warning("report.reference_workdir=%s is left out of the sample grids: %s", workdir,
-                    str(e).splitlines()[0])
-    return None, ""
-  label = f"{pathlib.Path(workdir).absolute().name}, step {translator.step}"
-  logging.info("Sample grids show the outputs of %s (step %d) as the reference column.",
-               workdir, translator.step)
-  return outputs, label
-
-
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   """Trains (resuming from `workdir` when it holds checkpoints); returns a short summary.
 
   SIGTERM or SIGINT (preemption, Ctrl-C) saves a checkpoint at the current step and returns
-  normally with `summary["preempted"]` set; a NaN or Inf loss raises `NonFiniteLossError`
+  normally with `summary["preempted"]` set; a NaN or Inf loss raises `finite.NonFiniteLossError`
   without saving past the last good checkpoint. An invalid config (`errors.ConfigError`), a
   model other than the checkpoints' (`checkpointing.ModelMismatchError`) or data that cannot
   be read fail before anything in `workdir` is created, changed or deleted.
@@ -340,11 +149,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   workdir_path = pathlib.Path(workdir).absolute()
   checkpointing.check_resumable(workdir_path / "checkpoints", config.to_dict())
   # Caught from the start, so that a signal during start-up or the last save is not fatal.
-  with _StopRequest() as stop, contextlib.ExitStack() as cleanup:
+  with signals.StopRequest() as stop, contextlib.ExitStack() as cleanup:
     return _train(config, workdir_path, stop, cleanup)
 
 
-def _train(config, workdir_path: pathlib.Path, stop: _StopRequest,
+def _train(config, workdir_path: pathlib.Path, stop: signals.StopRequest,
            cleanup: contextlib.ExitStack) -> dict[str, Any]:
   main = parallel.is_main_process()
   if jax.process_count() > 1 and platform.is_per_host_cache(config):
@@ -396,10 +205,10 @@ def _train(config, workdir_path: pathlib.Path, stop: _StopRequest,
     if start >= exp.total_steps:
       logging.info("Checkpoint %d is already at the end of the run (%d steps): nothing to train.",
                    start, exp.total_steps)
-  outputs = _Outputs(workdir_path, config, enabled=main)
+  outputs = run_files.RunFiles(workdir_path, config, enabled=main)
   sample_inputs = parallel.replicate_host_array(sample_batch["A"], exp.mesh)
   sample_key = jax.random.key(config.seed + 1)
-  references, reference_label = (_reference_outputs(config, sample_batch["A"]) if main
+  references, reference_label = (reference.reference_outputs(config, sample_batch["A"]) if main
                                  else (None, ""))
 
   def write_samples(step):
@@ -450,7 +259,7 @@ def _train(config, workdir_path: pathlib.Path, stop: _StopRequest,
     if every(config.log_every_steps, step) or checkpoint_now or preempted:
       records = _host_metrics(pending)
       pending = []
-      _check_finite(records, last_saved)
+      finite.check_losses(records, last_saved)
       now = time.perf_counter()
       rate = (step - s_last) / max(now - t_last, 1e-9)
       t_last, s_last = now, step
@@ -459,12 +268,11 @@ def _train(config, workdir_path: pathlib.Path, stop: _StopRequest,
       lr = float(exp.lr(s - 1))
       outputs.append({"kind": "train", "step": s, "epoch": round(epoch, 4), **m, "lr": lr,
                       "steps_per_sec": rate})
-      logging.info(
-          "step %d/%d (epoch %.2f) | %.2f steps/s, %.1f img/s | ETA %s | G_GAN %.3f "
-          "G_L1 %.3f D_real %.3f D_fake %.3f | D acc real %.2f fake %.2f | lr %.2e",
-          s, exp.total_steps, epoch, rate, rate * config.batch_size,
-          _format_eta((exp.total_steps - s) / max(rate, 1e-9)), m["g_gan"], m["g_l1"],
-          m["d_real"], m["d_fake"], m["d_acc_real"], m["d_acc_fake"], lr)
+      values = " ".join(f"{metric.label} {m[metric.key]:.{3 if metric.loss else 2}f}"
+                        for metric in losses.METRICS)
+      logging.info("step %d/%d (epoch %.2f) | %.2f steps/s, %.1f img/s | ETA %s | %s | lr %.2e",
+                   s, exp.total_steps, epoch, rate, rate * config.batch_size,
+                   _format_eta((exp.total_steps - s) / max(rate, 1e-9)), values, lr)
     if every(config.sample_every_steps, step) or is_last:
       write_samples(step)
     if every(config.eval_every_steps, step):
@@ -473,7 +281,7 @@ def _train(config, workdir_path: pathlib.Path, stop: _StopRequest,
         or is_last:
       outputs.report()
     if checkpoint_now or preempted:
-      _check_state_finite(state, step, last_saved)
+      finite.check_state(state, step, last_saved)
       ckpt.save(step, state, train_iter, force=True)
       last_saved = step
     if preempted:

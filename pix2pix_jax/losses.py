@@ -1,7 +1,9 @@
-"""GAN objectives and the L1 term of pix2pix (the authors' `GANLoss` and `criterionL1`)."""
+"""GAN objectives and the L1 term of pix2pix (the authors' `GANLoss` and `criterionL1`), and the
+metrics the train step reports."""
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Callable
 
 import jax
@@ -9,6 +11,26 @@ import jax.numpy as jnp
 import optax
 
 GAN_MODES = ("vanilla", "lsgan", "wgangp")
+
+
+@dataclasses.dataclass(frozen=True)
+class Metric:
+  """One value of the train step's metrics, as the log line, the plots and the page show it."""
+  key: str  # in `train_step`'s metrics and in metrics.jsonl
+  label: str
+  loss: bool  # a term of an objective (its own plot; a NaN stops the run), else an accuracy
+  log_scale: bool = False
+
+
+# Every metric `train.train_step` returns, in the order they are shown.
+METRICS = (
+    Metric("g_gan", "G GAN", loss=True),
+    Metric("g_l1", "G L1", loss=True, log_scale=True),
+    Metric("d_real", "D real", loss=True),
+    Metric("d_fake", "D fake", loss=True),
+    Metric("d_acc_real", "D acc real", loss=False),
+    Metric("d_acc_fake", "D acc fake", loss=False),
+)
 
 
 def gan_loss(logits: jax.Array, target_is_real: bool, gan_mode: str) -> jax.Array:

@@ -12,10 +12,9 @@ import math
 
 import numpy as np
 
-from pix2pix_jax import atomic
+from pix2pix_jax import atomic, losses
 
 EVAL_FIELDS = (("l1", "L1 \u2193"), ("psnr", "PSNR dB \u2191"), ("ssim", "SSIM \u2191"))
-LOSS_PANELS = (("g_gan", "G GAN"), ("g_l1", "G L1"), ("d_real", "D real"), ("d_fake", "D fake"))
 _MAX_PLOTTED_POINTS = 3000
 
 
@@ -134,12 +133,14 @@ def _plot_raw_and_ema(ax, steps, values, label, colour, log_scale=False):
 
 
 def plot_losses(train: list[dict], path: str) -> None:
-  figure, axes = _new_figure(2, 2, (11.6, 6.5))
-  colours = ("tab:blue", "tab:orange", "tab:green", "tab:red")
-  for ax, (key, label), colour in zip(axes, LOSS_PANELS, colours):
-    steps, values = _values(train, key)
-    _plot_raw_and_ema(ax, steps, values, label, colour, log_scale=(key == "g_l1"))
-    ax.set_title(label + (" (log scale)" if ax.get_yscale() == "log" else ""))
+  panels = [m for m in losses.METRICS if m.loss]
+  rows = (len(panels) + 1) // 2
+  figure, axes = _new_figure(rows, 2, (11.6, 3.25 * rows))
+  colours = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown")
+  for ax, metric, colour in zip(axes, panels, colours * len(panels)):
+    steps, values = _values(train, metric.key)
+    _plot_raw_and_ema(ax, steps, values, metric.label, colour, log_scale=metric.log_scale)
+    ax.set_title(metric.label + (" (log scale)" if ax.get_yscale() == "log" else ""))
   figure.suptitle("losses: raw (faint) and EMA")
   _save_figure(figure, path)
 
@@ -147,10 +148,10 @@ def plot_losses(train: list[dict], path: str) -> None:
 def plot_accuracy(train: list[dict], path: str) -> None:
   figure, axes = _new_figure(1, 1, (11.6, 3.8))
   ax = axes[0]
-  for key, label, colour in (("d_acc_real", "on real pairs", "tab:green"),
-                             ("d_acc_fake", "on fake pairs", "tab:red")):
-    steps, values = _values(train, key)
-    _plot_raw_and_ema(ax, steps, values, label, colour)
+  accuracies = [m for m in losses.METRICS if not m.loss]
+  for metric, colour in zip(accuracies, ("tab:green", "tab:red", "tab:blue", "tab:orange")):
+    steps, values = _values(train, metric.key)
+    _plot_raw_and_ema(ax, steps, values, metric.label, colour)
   ax.axhline(0.5, color="grey", linestyle="--", linewidth=1)
   ax.set_ylim(-0.02, 1.02)
   ax.set_ylabel("fraction classified correctly")

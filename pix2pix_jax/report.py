@@ -29,7 +29,8 @@ import numpy as np
 from PIL import Image
 from PIL import PngImagePlugin
 
-from pix2pix_jax import atomic
+from pix2pix_jax import atomic, losses
+from pix2pix_jax.pixels import to_uint8
 from pix2pix_jax.plots import EVAL_FIELDS, plot_accuracy, plot_eval, plot_losses, read_metrics
 
 # Red (judged fake) to green (judged real): the reading needs no legend lookup.
@@ -51,10 +52,9 @@ _DEFAULT_COLUMNS = ("input", "output", "target", "heatmap")
 # smoothing, so that 32- or 64-px samples are readable; wider ones are shown as they are.
 MIN_DISPLAY_TILE = 192
 
-TRAIN_FIELDS = (
-    ("step", "step"), ("epoch", "epoch"), ("g_gan", "G GAN"), ("g_l1", "G L1"),
-    ("d_real", "D real"), ("d_fake", "D fake"), ("d_acc_real", "D acc real"),
-    ("d_acc_fake", "D acc fake"), ("lr", "lr"), ("steps_per_sec", "steps/s"))
+TRAIN_FIELDS = (("step", "step"), ("epoch", "epoch"),
+                *((m.key, m.label) for m in losses.METRICS),
+                ("lr", "lr"), ("steps_per_sec", "steps/s"))
 _SAMPLE_RE = re.compile(r"^(eval_)?step_(\d+)\.png$")
 # Sample steps whose images load with the page; later ones load when scrolled to.
 _EAGER_SAMPLE_STEPS = 3
@@ -65,8 +65,7 @@ _EAGER_SAMPLE_STEPS = 3
 
 def _to_uint8_rgb(images: np.ndarray) -> np.ndarray:
   """(N, H, W, C) floats in [-1, 1], C in {1, 3} -> (N, H, W, 3) uint8."""
-  images = np.nan_to_num(np.asarray(images, dtype=np.float32))
-  pixels = np.round((np.clip(images, -1.0, 1.0) + 1.0) * 127.5).astype(np.uint8)
+  pixels = to_uint8(images)
   if pixels.shape[-1] == 1:
     pixels = np.repeat(pixels, 3, axis=-1)
   return pixels

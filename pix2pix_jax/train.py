@@ -21,8 +21,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from pix2pix_jax import losses
-from pix2pix_jax.data import pipeline
+from pix2pix_jax import losses, pixels
 from pix2pix_jax.state import TrainState
 
 Metrics = dict[str, jax.Array]
@@ -111,7 +110,7 @@ def unit_range(images: jax.Array) -> jax.Array:
   the transfer, on any backend); float images are returned unchanged."""
   if images.dtype != jnp.uint8:
     return images
-  return jnp.asarray(pipeline.UNIT_RANGE_OF_UINT8)[images]
+  return jnp.asarray(pixels.UNIT_RANGE_OF_UINT8)[images]
 
 
 def bind_train_step(config, generator, discriminator, g_tx, d_tx):

@@ -17,7 +17,7 @@ import pytest
 
 from conftest import REPO_ROOT
 from helpers import tiny_config
-from pix2pix_jax import checkpointing, loop, state as state_lib
+from pix2pix_jax import checkpointing, finite, loop, state as state_lib
 
 MODEL = {"model": {"generator": "unet", "ngf": 8}}
 
@@ -277,11 +277,11 @@ def test_non_finite_state_is_never_checkpointed():
       step=jnp.asarray(7, jnp.int32), rng=jnp.zeros((2,), jnp.uint32),
       g_params={"w": zeros(3).at[1].set(jnp.inf)}, g_batch_stats={}, g_opt_state=(zeros(3),),
       d_params={"w": zeros(2)}, d_batch_stats={"mean": zeros(2)}, d_opt_state=(zeros(2),))
-  with pytest.raises(loop.NonFiniteLossError,
+  with pytest.raises(finite.NonFiniteLossError,
                      match="non-finite values in g_params after step 7.*checkpoint 5 is the "
                            "last good one"):
-    loop._check_state_finite(state, 7, last_saved=5)  # pylint: disable=protected-access
-  loop._check_state_finite(state.replace(g_params={"w": zeros(3)}), 7, 5)  # pylint: disable=protected-access
+    finite.check_state(state, 7, last_saved=5)  # pylint: disable=protected-access
+  finite.check_state(state.replace(g_params={"w": zeros(3)}), 7, 5)  # pylint: disable=protected-access
 
 
 # ---- End to end: a NaN in the data stops the run at that step ----------------------------------
@@ -291,8 +291,7 @@ import sys
 sys.path[:0] = [{repo!r}, {configs!r}]
 import numpy as np
 import tiny
-from pix2pix_jax import loop, parallel, platform
-from pix2pix_jax.data import pipeline
+from pix2pix_jax import loop, parallel, pixels, platform
 
 config = tiny.get_config()
 config.num_train_steps, config.checkpoint_every_steps, config.log_every_steps = 6, 2, 2
@@ -300,7 +299,7 @@ config.sample_every_steps = config.eval_every_steps = 0
 platform.configure(config)
 # Batches reach the step as uint8 and are scaled there by this table: pixel value 255 becomes
 # NaN, every batch but the third is kept below 255, and the third's inputs are all 255.
-pipeline.UNIT_RANGE_OF_UINT8 = np.append(pipeline.UNIT_RANGE_OF_UINT8[:255], np.nan)
+pixels.UNIT_RANGE_OF_UINT8 = np.append(pixels.UNIT_RANGE_OF_UINT8[:255], np.nan)
 batches = []
 
 def nan_at_step_3(local):

@@ -5,7 +5,7 @@ import importlib.util
 import pytest
 
 from conftest import REPO_ROOT
-from pix2pix_jax import config_check
+from pix2pix_jax import config_check, modes
 
 # saved.py is a run's own config (--config=configs/saved.py:WORKDIR; tests/test_launch.py).
 CONFIGS = sorted(p.stem for p in (REPO_ROOT / "configs").glob("*.py")
@@ -29,7 +29,7 @@ def test_saved_config_needs_a_run():
 @pytest.mark.parametrize("name", CONFIGS)
 def test_config_is_valid(name):
   config = _load(name)
-  for mode in config_check.MODES:  # every rule of every mode, one device
+  for mode in modes.MODES:  # every rule of every mode, one device
     assert config_check.problems(config, mode=mode, num_devices=1) == [], mode
 
 

@@ -27,6 +27,7 @@ from PIL import Image
 from helpers import TINY_CONFIG, run_launch, tiny_config
 import launch
 from pix2pix_jax import cli, convert, errors
+from pix2pix_jax import modes as pix2pix_modes
 from pix2pix_jax.data import prepare, tfds_builder
 
 TRACEBACK = "Traceback (most recent call last)"
@@ -398,7 +399,7 @@ def _never_serve(*args, **kwargs):
 def test_the_table_covers_every_entry_point_and_mode():
   modes = [p.id.rsplit("-", 1)[0] for p in ROWS]
   assert len(ROWS) >= 40
-  for mode in ("train", "eval", "translate", "export", "summary", "demo", "prepare", "convert"):
+  for mode in (*pix2pix_modes.MODES, "prepare"):
     assert mode in modes, mode
 
 

@@ -143,14 +143,14 @@ def test_cli_exports_onnx_and_the_authors_pth(trained_run, tmp_path):
 
 
 def test_export_format_from_the_flag_or_the_extension(trained_run, tmp_path):
-  from pix2pix_jax import commands
-  assert commands.export_format_of("gen.onnx", None) == "onnx"
-  assert commands.export_format_of("gen.jax", None) == "jax"
-  assert commands.export_format_of("exported", "pth") == "pth"
+  from pix2pix_jax import commands, export
+  assert export.format_of("gen.onnx", None).name == "onnx"
+  assert export.format_of("gen.jax", None).name == "jax"
+  assert export.format_of("exported", "pth").name == "pth"
   with pytest.raises(ValueError, match="pass --format=pth and a folder"):
-    commands.export_format_of("latest_net_G.pth", None)
+    export.format_of("latest_net_G.pth", None)
   with pytest.raises(ValueError, match="--format=pth writes a folder"):
-    commands.export_format_of("G.pth", "pth")
+    export.format_of("G.pth", "pth")
   with pytest.raises(ValueError, match="--with_discriminator applies to --format=pth only"):
     commands.run_export(None, str(trained_run), str(tmp_path / "g.jax"),
                         with_discriminator=True)

@@ -479,11 +479,11 @@ def test_reference_run_outputs_appear_beside_ours(tmp_path):
 
 def test_unusable_reference_is_left_out_with_a_warning(tmp_path, caplog):
   from helpers import tiny_config
-  from pix2pix_jax import loop
+  from pix2pix_jax import reference
 
   config = tiny_config(**{"report.reference_workdir": str(tmp_path / "nowhere")})
   with caplog.at_level("WARNING"):
-    references, label = loop._reference_outputs(config, np.zeros((2, 32, 32, 3), np.float32))
+    references, label = reference.reference_outputs(config, np.zeros((2, 32, 32, 3), np.float32))
   assert references is None and label == ""
   assert "nowhere" in caplog.text and "left out of the sample grids" in caplog.text
-  assert loop._reference_outputs(tiny_config(), np.zeros((2, 32, 32, 3), np.float32)) == (None, "")
+  assert reference.reference_outputs(tiny_config(), np.zeros((2, 32, 32, 3), np.float32)) == (None, "")

@@ -19,7 +19,7 @@ import jax.numpy as jnp  # noqa: E402
 from flax import traverse_util  # noqa: E402
 
 from configs import default  # noqa: E402
-from pix2pix_jax import convert, losses, models, resnet_layers  # noqa: E402
+from pix2pix_jax import convert, layers as resnet_layers, losses, models  # noqa: E402
 from pix2pix_jax import state as state_lib  # noqa: E402
 from pix2pix_jax import train as train_lib  # noqa: E402
 from tests import torch_reference  # noqa: E402

@@ -25,7 +25,7 @@ import grain
 import numpy as np
 from PIL import Image
 
-from pix2pix_jax import errors
+from pix2pix_jax import errors, pixels
 from pix2pix_jax.data.iterator import TrainIterator, resolve_num_workers
 
 PREPROCESS_MODES = ("resize_and_crop", "crop", "scale_width", "scale_width_and_crop", "none")
@@ -52,6 +52,7 @@ class Transform:
 
   @classmethod
   def from_config(cls, config, train: bool) -> "Transform":
+    from pix2pix_jax import models  # not at the top: worker processes need no JAX
     d, m = config.data, config.model
     load_size, flip = d.load_size, not d.no_flip
     if not train:
@@ -59,7 +60,7 @@ class Transform:
       load_size, flip = d.crop_size, False
     return cls(direction=d.direction, preprocess=d.preprocess, load_size=load_size,
                crop_size=d.crop_size, flip=flip, input_nc=m.input_nc, output_nc=m.output_nc,
-               size_multiple=size_multiple(config), aspect_ratio=float(d.aspect_ratio),
+               size_multiple=models.size_multiple(config), aspect_ratio=float(d.aspect_ratio),
                scaled=not train)
 
   # ---- The authors' transforms on PIL images.
@@ -136,23 +137,8 @@ def _with_channel_axis(x: np.ndarray) -> np.ndarray:
 
 
 def to_unit_range(x: np.ndarray) -> np.ndarray:
-  """uint8 pixels → float32 in [-1, 1], the authors' ToTensor + Normalize(0.5, 0.5)."""
-  return _with_channel_axis(x.astype(np.float32) * (2.0 / 255.0) - 1.0)
-
-
-# `to_unit_range` of every uint8 value: the train step scales uint8 batches with this table, so
-# scaling on the devices gives exactly the host's float32 values on any backend.
-UNIT_RANGE_OF_UINT8 = to_unit_range(np.arange(256, dtype=np.uint8))
-UNIT_RANGE_OF_UINT8.setflags(write=False)
-
-
-def size_multiple(config) -> int:
-  """What H and W of the generator's input must be divisible by."""
-  g = config.model.generator
-  if g.startswith("unet"):
-    downs = {"unet_128": 7, "unet_256": 8}.get(g, config.model.num_downs)
-    return 2**downs
-  return 4
+  """uint8 HWC (or HW) pixels → float32 HWC in [-1, 1]."""
+  return _with_channel_axis(pixels.to_unit_range(x))
 
 
 def image_shape(config, source=None) -> tuple[int, int]:

@@ -1,6 +1,6 @@
 """How the networks' convolutions run: one call per layer, the form chosen per backend.
 
-`layers.py` and `resnet_layers.py` call the functions here with `impl` = `model.conv_impl`:
+`layers.py` calls the functions here with `impl` = `model.conv_impl`:
 
 * ``"auto"`` (default): `jax.lax.platform_dependent` picks by the platform the program is
   *lowered* for: the CPU formulations (`cpu.py`, `winograd.py`) for ``cpu``; XLA's own

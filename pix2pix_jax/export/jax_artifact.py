@@ -188,3 +188,14 @@ def load_exported(path: str | os.PathLike) -> ExportedGenerator:
   meta_path = _metadata_path(path)
   metadata = json.loads(meta_path.read_text()) if meta_path.is_file() else None
   return ExportedGenerator(exported, metadata)
+
+
+def export(config, workdir: str, output: str, step: int | None = None) -> pathlib.Path:
+  """`launch.py --mode=export --format=jax`: the run's generator as OUTPUT (+ OUTPUT.json)."""
+  from pix2pix_jax import inference
+  translator = inference.translator(config, workdir, step)
+  path = export_generator(translator, output)
+  print(f"exported the generator of checkpoint {translator.step} ({translator.mode} mode) to "
+        f"{path} (+ {path.name}.json); load it with pix2pix_jax.export.load_exported",
+        flush=True)
+  return path
