@@ -58,8 +58,8 @@ def _variants(config, size: int):
               "artifact, XLA convs": artifact("xla")}
   try:
     import onnxruntime
-    from pix2pix_jax import onnx_export
-    model = onnx_export.build_model(module, variables, "eval", input_nc=3)
+    from pix2pix_jax.export import onnx_model
+    model = onnx_model.build_model(module, variables, "eval", input_nc=3)
     session = onnxruntime.InferenceSession(model.SerializeToString(),
                                            providers=["CPUExecutionProvider"])
     variants["ONNX (onnxruntime)"] = lambda x: session.run(

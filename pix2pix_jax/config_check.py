@@ -23,7 +23,7 @@ from absl import logging
 
 from pix2pix_jax import (errors, evaluate, kernels, layers, losses, models, modes, parallel,
                          state)
-from pix2pix_jax.data import pipeline, synthetic
+from pix2pix_jax.data import datasets, pipeline, synthetic
 
 # The rows below say which part of a config a rule belongs to; a mode checks the parts it
 # reads (`modes.MODES[mode].reads`) and always the model and test-time settings (ALL).
@@ -101,11 +101,7 @@ def text(value):
 
 
 def dataset_name(value):
-  if isinstance(value, str) and (value in ("synthetic", "folder") + pipeline.TFDS_DATASETS
-                                 or value.startswith("pix2pix_folder/") and len(value) > 15):
-    return None
-  return (f"must be synthetic, folder, pix2pix_folder/NAME (prepared with "
-          f"pix2pix_jax.data.prepare) or one of {', '.join(pipeline.TFDS_DATASETS)}")
+  return None if datasets.is_known(value) else f"must be {datasets.choices()}"
 
 
 def split_name(value):

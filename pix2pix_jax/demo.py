@@ -36,6 +36,8 @@ from absl import logging
 from PIL import Image
 
 from pix2pix_jax import errors, evaluate
+from pix2pix_jax.data import datasets
+from pix2pix_jax.pixels import to_uint8, to_unit_range
 from pix2pix_jax.data import images as images_lib
 from pix2pix_jax.data import synthetic
 
@@ -56,7 +58,6 @@ MAX_CANVAS_SIDE = 1024
 _CMP_ONLY = {"blind": (255, 255, 0), "deco": (255, 170, 0), "molding": (255, 85, 0)}
 _CMP_ORDER = ("background", "wall", "window", "door", "cornice", "sill", "balcony", "blind",
               "deco", "molding", "pillar", "shop")  # CMP class ids 1..12
-EDGE_DATASETS = ("edges2shoes", "edges2handbags")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,7 +90,7 @@ def palette_for(config) -> Palette:
   if dataset == "facades" and direction == "BtoA":
     colours = {**synthetic.FACADE_PALETTE, **_CMP_ONLY}
     return Palette("labels", _CMP_ORDER, tuple(colours[name] for name in _CMP_ORDER))
-  if dataset in EDGE_DATASETS and direction == "AtoB":  # edge map A → photo B
+  if dataset in datasets.AUTHORS and datasets.AUTHORS[dataset].edges and direction == "AtoB":  # edge map A → photo B
     return Palette("edges", ("edge", "paper"), ((0, 0, 0), (255, 255, 255)))
   return FREE_PALETTE
 
@@ -254,7 +255,7 @@ class DemoModel:
                                               built.discriminator), static_argnums=(4, 5))
       self._discriminator = (weights.d_params, weights.d_batch_stats, probability)
     params, stats, probability = self._discriminator
-    as_float = lambda u8: jnp.asarray(u8[None].astype(np.float32) * (2.0 / 255.0) - 1.0)
+    as_float = lambda u8: jnp.asarray(to_unit_range(u8[None]))
     x = as_float(_to_channels(pixels, self.input_nc))
     y = as_float(_to_channels(output, self.output_nc))
     heat = probability(params, stats, x, y, self.config.loss.gan_mode, mode)
@@ -284,7 +285,7 @@ def _validation_source(config):
   from pix2pix_jax.data import pipeline
   d = config.data
   split = d.eval_split or "val"
-  if d.dataset in pipeline.TFDS_DATASETS:  # prepared TFDS data only: no download, no build
+  if d.dataset in datasets.AUTHORS:  # prepared TFDS data only: no download, no build
     from pix2pix_jax.data import tfds_builder
     return tfds_builder.TfdsSource(f"pix2pix/{d.dataset}", split, data_dir=d.tfds_data_dir or None)
   return pipeline.get_source(config, split)
@@ -299,7 +300,7 @@ def initial_canvas(model: DemoModel) -> tuple[np.ndarray, str]:
       source = _validation_source(config)
       example = source[0]
       prepared = pipeline.Transform.from_config(config, train=False)(example, None)["A"]
-      pixels = _to_rgb(evaluate.to_uint8(prepared))
+      pixels = _to_rgb(to_uint8(prepared))
       if model.fixed_hw is None or pixels.shape[:2] == model.fixed_hw:
         return pixels, f"validation input {example['name']}"
     except Exception as e:  # pylint: disable=broad-except

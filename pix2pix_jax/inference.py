@@ -41,6 +41,7 @@ from flax import traverse_util
 from PIL import Image
 
 from pix2pix_jax import checkpointing, config_check, errors, evaluate, state as state_lib
+from pix2pix_jax.pixels import to_uint8, to_unit_range
 from pix2pix_jax.data import images as images_lib
 
 RESIZE_MODES = ("crop_size", "multiple", "none")
@@ -268,7 +269,7 @@ class Translator:
     if (new_w, new_h) != (width, height):
       pixels = _resize(np.ascontiguousarray(pixels), new_w, new_h)
     if pixels.dtype == np.uint8:
-      return pixels.astype(np.float32) * (2.0 / 255.0) - 1.0
+      return to_unit_range(pixels)
     return pixels.astype(np.float32)
 
   # ---- running the generator
@@ -311,7 +312,7 @@ class Translator:
               for i, img in enumerate(images)]
     outputs = np.stack(self._run(inputs, seed))
     if as_uint8:
-      outputs = evaluate.to_uint8(outputs)
+      outputs = to_uint8(outputs)
     return outputs[0] if single else outputs
 
   def translate_files(self, paths: Iterable[str | os.PathLike], out_dir: str | os.PathLike, *,

@@ -26,11 +26,11 @@ import numpy as np
 from PIL import Image
 
 from pix2pix_jax import errors, pixels
+from pix2pix_jax.data import datasets
 from pix2pix_jax.data.iterator import TrainIterator, resolve_num_workers
 
 PREPROCESS_MODES = ("resize_and_crop", "crop", "scale_width", "scale_width_and_crop", "none")
 DIRECTIONS = ("AtoB", "BtoA")
-TFDS_DATASETS = ("facades", "maps", "cityscapes", "edges2shoes", "edges2handbags", "night2day")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -171,27 +171,26 @@ def get_source(config, split: str):
 def _dataset_source(config, split: str):
   d = config.data
   name = d.dataset
-  if name == "synthetic":
+  if name == datasets.SYNTHETIC:
     from pix2pix_jax.data.synthetic import SyntheticFacades
     # Different splits are different buildings: offset the seed per split.
     offset = {"train": 0, "val": 1, "test": 2}.get(split, 3)
     count = d.num_synthetic if split == "train" else max(8, d.num_synthetic // 8)
     return SyntheticFacades(count, image_size=d.load_size if "resize" in d.preprocess
                             else d.crop_size, seed=config.seed * 10 + offset).rendered()
-  if name == "folder":
+  if name == datasets.FOLDER:
     from pix2pix_jax.data.folder import folder_source
     return folder_source(os.path.expanduser(d.data_dir), split, skip_bad=d.skip_bad_images)
-  if name in TFDS_DATASETS or name.startswith("pix2pix_folder/"):
+  if datasets.is_known(name):
     from pix2pix_jax.data import tfds_builder
-    if name in TFDS_DATASETS:
+    if name in datasets.AUTHORS:
       # Idempotent: a no-op once prepared; otherwise builds from data.manual_dir or downloads.
       from pix2pix_jax.data import prepare
       prepare.prepare(name, d.tfds_data_dir or None, manual_dir=d.manual_dir or None,
                       skip_bad=d.skip_bad_images)
       name = f"pix2pix/{name}"
     return tfds_builder.TfdsSource(name, split, data_dir=d.tfds_data_dir or None)
-  raise ValueError(f"unknown data.dataset {name!r}; choose synthetic, folder, "
-                   f"pix2pix_folder/NAME (prepared) or one of {TFDS_DATASETS}")
+  raise errors.UsageError(f"unknown data.dataset {name!r}; choose {datasets.choices()}")
 
 
 def authors_order(source) -> list[int]:

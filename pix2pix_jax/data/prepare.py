@@ -24,9 +24,9 @@ import tensorflow_datasets as tfds
 from absl import flags
 
 from pix2pix_jax import cli, errors
-from pix2pix_jax.data import folder, tfds_builder
+from pix2pix_jax.data import datasets, folder, tfds_builder
 
-DATASETS = [config.name for config in tfds_builder.Pix2pix.BUILDER_CONFIGS]
+DATASETS = list(datasets.AUTHORS)
 
 # Flags of their own (not absl's global FLAGS), so that launch.py's and these can be parsed
 # in one process.

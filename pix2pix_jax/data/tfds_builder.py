@@ -34,7 +34,7 @@ from absl import logging
 from etils import epath
 
 from pix2pix_jax import atomic, errors
-from pix2pix_jax.data import folder, images
+from pix2pix_jax.data import datasets, folder, images
 
 URL_PATTERN = "http://efrosgans.eecs.berkeley.edu/pix2pix/datasets/{name}.tar.gz"
 HOMEPAGE = "https://phillipi.github.io/pix2pix/"
@@ -175,27 +175,9 @@ class Pix2pix(_PairsBuilder):
   """The pix2pix datasets as the authors ship them (aligned A|B JPEGs)."""
 
   BUILDER_CONFIGS = [
-      Pix2pixConfig(
-          name="facades", splits=("train", "val", "test"),
-          description="CMP Facades: A photo, B colour label map (paper task: BtoA)."),
-      Pix2pixConfig(
-          name="maps", splits=("train", "val"),
-          description="Google Maps: A aerial photo, B map."),
-      Pix2pixConfig(
-          name="cityscapes", splits=("train", "val"), downloadable=False,
-          split_folders={"val": ("test",)},
-          description="Cityscapes: A photo, B colour label map (paper task: BtoA). "
-                      "Manual preparation only (licence)."),
-      Pix2pixConfig(
-          name="edges2shoes", splits=("train", "val"),
-          description="UT Zappos50K: A HED edges, B shoe photo."),
-      Pix2pixConfig(
-          name="edges2handbags", splits=("train", "val"),
-          description="iGAN handbags: A HED edges, B handbag photo."),
-      Pix2pixConfig(
-          name="night2day", splits=("train", "val", "test"),
-          description="Transient Attributes: A night, B day image of the same webcam."),
-  ]
+      Pix2pixConfig(name=d.name, splits=d.splits, downloadable=d.downloadable,
+                    split_folders=dict(d.split_folders), description=d.description)
+      for d in datasets.AUTHORS.values()]
   MANUAL_DOWNLOAD_INSTRUCTIONS = (
       "Offline, or for cityscapes: put the authors' archive <name>.tar.gz, or the folder "
       "<name>/ extracted from it (holding train/, val/ and, for facades and night2day, "

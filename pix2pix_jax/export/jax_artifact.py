@@ -44,6 +44,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from pix2pix_jax import atomic, errors
+from pix2pix_jax.pixels import to_uint8, to_unit_range
 
 FORMAT = "pix2pix-jax generator, jax.export"
 # The backends the artifact is lowered for: one artifact runs on any of them.
@@ -166,10 +167,10 @@ class ExportedGenerator:
       images = images[None]
     self.check(images.shape)
     as_uint8 = images.dtype == np.uint8
-    x = images.astype(np.float32) * (2.0 / 255.0) - 1.0 if as_uint8 else images.astype(np.float32)
+    x = to_unit_range(images) if as_uint8 else images.astype(np.float32)
     out = np.asarray(self._call(jnp.asarray(x), jnp.int32(seed), jnp.int32(0)))
     if as_uint8:
-      out = np.round((np.clip(out, -1.0, 1.0) + 1.0) * 127.5).astype(np.uint8)
+      out = to_uint8(out)
     return out[0] if single else out
 
 
