@@ -4,9 +4,9 @@
 entry point's `main(argv)`), runs `work`, and turns every *expected* error into an `error: ...`
 block at the end of the output and an exit code: 2 when the command is wrong (a flag, a config
 value, a step, a path given), 1 when the run failed (data, checkpoints, disk; `errors.py`).
-Expected errors are the `errors.Pix2pixError` family, absl's flag errors, `OSError`s from the
-operating system, and the `ValueError`s the package's own checks raise. Anything else is a bug
-and keeps its traceback. `--traceback` (or PIX2PIX_TRACEBACK=1) prints the traceback of an
+Expected errors are the `errors.Pix2pixError` family (raised where the fact is known), absl's
+flag errors and `OSError`s from the operating system. Anything else is a bug and keeps its
+traceback. `--traceback` (or PIX2PIX_TRACEBACK=1) prints the traceback of an
 expected error too.
 """
 
@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import difflib
 import os
-import pathlib
 import re
 import sys
 import traceback
@@ -27,8 +26,6 @@ from pix2pix_jax import errors
 
 TRACEBACK_FLAG = "--traceback"
 TRACEBACK_ENV = "PIX2PIX_TRACEBACK"
-# Where the package's own code lives: a ValueError raised here is one of its checks.
-_PACKAGE_DIR = pathlib.Path(__file__).resolve().parent
 _CONFIG_NOT_LOADED = "Configuration is not available because of an earlier failure to load: "
 _TYPE_NAMES = {"int": "an integer", "float": "a number", "bool": "True or False",
                "str": "a string"}
@@ -36,24 +33,13 @@ _TYPE_NAMES = {"int": "an integer", "float": "a number", "bool": "True or False"
 
 # ---------------------------------------------------------------------------- which errors
 
-def _raised_by_package(error: BaseException) -> bool:
-  tb = error.__traceback__
-  while tb is not None and tb.tb_next is not None:
-    tb = tb.tb_next
-  if tb is None:
-    return False
-  return pathlib.Path(tb.tb_frame.f_code.co_filename).resolve().is_relative_to(_PACKAGE_DIR)
-
-
 def exit_code(error: BaseException) -> int | None:
   """The exit code for an expected error; None for an unexpected one (a bug)."""
   if isinstance(error, errors.Pix2pixError):
     return error.exit_code
   if isinstance(error, (flags.Error, app.UsageError)):
     return errors.EXIT_USAGE
-  if isinstance(error, OSError) and (error.errno is not None or _raised_by_package(error)):
-    return errors.EXIT_FAILURE
-  if isinstance(error, ValueError) and _raised_by_package(error):
+  if isinstance(error, OSError) and error.errno is not None:  # the operating system said no
     return errors.EXIT_FAILURE
   return None
 
@@ -205,6 +191,11 @@ def parse_flags(argv: Sequence[str], flag_values: flags.FlagValues = flags.FLAGS
   sys.argv = argv  # config flags read their --config.KEY overrides from sys.argv
   try:
     rest = flag_values(argv)
+  except SyntaxError as e:  # a config file that is not valid Python: its file, line and caret
+    where = next((f"--{n}={_config_path(argv, n)}" for n in _config_flag_names(flag_values)
+                  if _config_path(argv, n)), "the config file")
+    detail = "".join(traceback.format_exception_only(e)).rstrip()
+    raise errors.UsageError(f"{where} is not valid Python:\n{detail}") from None
   except (flags.Error, AttributeError, KeyError, TypeError, ValueError, OSError) as e:
     raise errors.UsageError(_flag_error(e, argv, flag_values)) from e
   finally:

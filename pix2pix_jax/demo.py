@@ -226,7 +226,7 @@ class DemoModel:
 
   def translate(self, pixels: np.ndarray, mode: str, seed: int) -> np.ndarray:
     if mode not in self.modes:
-      raise ValueError(f"test-time mode {mode!r} is not available; this generator has "
+      raise errors.UsageError(f"test-time mode {mode!r} is not available; this generator has "
                        f"{', '.join(self.modes)}")
     if self.translator is not None:
       translator = self.translator
@@ -247,7 +247,7 @@ class DemoModel:
     import jax
     import jax.numpy as jnp
     if not self.has_heatmap:
-      raise ValueError("no discriminator: the heatmap needs a run's workdir")
+      raise errors.UsageError("no discriminator: the heatmap needs a run's workdir")
     if self._discriminator is None:
       from pix2pix_jax import inference
       built, weights, _ = inference.restore(self.config, self.workdir, self.step)

@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from pix2pix_jax import atomic, image_metrics
+from pix2pix_jax import atomic, errors, image_metrics
 from pix2pix_jax.pixels import to_uint8
 
 EVAL_MODES = ("paper", "eval")
@@ -29,7 +29,7 @@ def generate(generator: nn.Module, g_params, g_batch_stats, images: jax.Array, k
              mode: str = "paper") -> jax.Array:
   """G(images) in the chosen test-time mode (pure; jit it)."""
   if mode not in EVAL_MODES:
-    raise ValueError(f"eval mode must be one of {EVAL_MODES}, got {mode!r}")
+    raise errors.UsageError(f"eval mode must be one of {EVAL_MODES}, got {mode!r}")
   variables = {"params": g_params, "batch_stats": g_batch_stats}
   if mode == "eval":
     return generator.apply(variables, images, train=False)
@@ -108,7 +108,7 @@ def evaluate(generator: nn.Module, g_params, g_batch_stats, batches, *, seed: in
     for j, name in enumerate(names):
       per_image.append({"name": name, **{k: float(v[j]) for k, v in metrics.items()}})
   if not per_image:
-    raise ValueError("evaluation split is empty")
+    raise errors.InputError("the evaluation split is empty: it has no images")
   summary = {k: float(np.mean([r[k] for r in per_image])) for k in ("l1", "psnr", "ssim")}
   return {"mode": mode, "num_images": len(per_image), **summary, "per_image": per_image}
 

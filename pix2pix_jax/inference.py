@@ -141,7 +141,7 @@ def restore(config, workdir: str | os.PathLike, step: int | None = None, *, mesh
   finally:
     ckpt.close()
   if restored is None:
-    raise FileNotFoundError(f"no usable checkpoint in {directory}")
+    raise errors.PathNotFoundError(f"no usable checkpoint in {directory}")
   weights, restored_step = restored
   logging.info("Restored the networks of checkpoint %d from %s", restored_step, directory)
   return built, weights, restored_step
@@ -178,7 +178,8 @@ def _to_channels(pixels: np.ndarray, channels: int, name: str) -> np.ndarray:
     pixels = pixels[..., None]
   c = pixels.shape[-1]
   if pixels.ndim != 3 or c not in (1, 3, 4):
-    raise ValueError(f"{name}: expected an (H, W, C) image with C in 1, 3 or 4, got shape "
+    raise errors.InputError(f"{name}: expected an (H, W, C) image with C in 1, 3 or 4, got "
+                            "shape "
                      f"{pixels.shape}")
   if c == 4:  # alpha is dropped, not composited, as PIL's convert('RGB') in training
     pixels, c = pixels[..., :3], 3
@@ -219,7 +220,8 @@ class Translator:
     self.config, self.step = config, step
     self.mode = mode or config.eval_mode
     if self.mode not in evaluate.EVAL_MODES:
-      raise ValueError(f"eval mode must be one of {evaluate.EVAL_MODES}, got {self.mode!r}")
+      raise errors.UsageError(f"eval mode must be one of {evaluate.EVAL_MODES}, got "
+                              f"{self.mode!r}")
     self.seed = config.seed if seed is None else int(seed)
     self.batch_size = int(batch_size or config.eval_batch_size or 1)
     self.input_nc, self.output_nc = config.model.input_nc, config.model.output_nc
@@ -238,7 +240,7 @@ class Translator:
   def target_size(self, width: int, height: int, name: str, resize: str) -> tuple[int, int]:
     """The (width, height) an image of this size goes through the generator at."""
     if resize not in RESIZE_MODES:
-      raise ValueError(f"resize must be one of {RESIZE_MODES}, got {resize!r}")
+      raise errors.UsageError(f"resize must be one of {RESIZE_MODES}, got {resize!r}")
     m = self.size_multiple
     if width % m == 0 and height % m == 0:
       return width, height
@@ -304,7 +306,8 @@ class Translator:
     if single:
       images = images[None]
     if images.ndim != 4:
-      raise ValueError(f"expected images shaped (N, H, W, C) or (H, W, C), got {images.shape}")
+      raise errors.InputError(f"expected images shaped (N, H, W, C) or (H, W, C), got "
+                              f"{images.shape}")
     as_uint8 = images.dtype == np.uint8
     if not as_uint8:
       images = images.astype(np.float32)

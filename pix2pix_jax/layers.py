@@ -22,7 +22,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from pix2pix_jax import kernels
+from pix2pix_jax import errors, kernels
 
 Dtype = Any
 
@@ -234,7 +234,7 @@ def pad2d(x: jax.Array, pad: int, padding_type: str = "reflect") -> jax.Array:
   if padding_type not in _PAD_MODES:
     raise ValueError(f"unknown padding_type {padding_type!r}; choose one of {PADDING_TYPES}")
   if padding_type == "reflect" and (x.shape[1] <= pad or x.shape[2] <= pad):
-    raise ValueError(f"reflection padding {pad} needs H and W above {pad}; got "
+    raise errors.InputError(f"reflection padding {pad} needs H and W above {pad}; got "
                      f"{x.shape[1]}×{x.shape[2]} (the input is too small for this network)")
   return jnp.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)), mode=_PAD_MODES[padding_type])
 

@@ -22,6 +22,8 @@ import numpy as np
 from absl import logging
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
+from pix2pix_jax import errors
+
 DATA_AXIS = "data"
 
 # Seconds; each can be overridden by the environment variable of the same name (tests use short
@@ -40,7 +42,8 @@ def _timeout(name: str) -> int:
   try:
     return int(value)
   except ValueError:
-    raise ValueError(f"environment variable {name}={value!r} must be a number of seconds")
+    raise errors.UsageError(f"environment variable {name}={value!r} must be a number of "
+                            "seconds") from None
 
 
 def maybe_initialize_distributed(coordinator_address: str = "", num_processes: int = 0,
@@ -56,7 +59,7 @@ def maybe_initialize_distributed(coordinator_address: str = "", num_processes: i
                   shutdown_timeout_seconds=_timeout("PIX2PIX_SHUTDOWN_TIMEOUT"))
   if coordinator_address or num_processes > 1 or process_id >= 0:
     if not coordinator_address or num_processes < 1 or not 0 <= process_id < num_processes:
-      raise ValueError(
+      raise errors.UsageError(
           "multi-process launch needs --coordinator_address=HOST:PORT, --num_processes=P and "
           f"--process_id in [0, P) together (got {coordinator_address!r}, {num_processes}, "
           f"{process_id})")
@@ -113,19 +116,19 @@ def check_batch_split(global_batch: int, num_devices: int, num_processes: int = 
   if num_local_devices is None:
     num_local_devices = num_devices // max(num_processes, 1)
   if global_batch < 1:
-    raise ValueError(f"config.batch_size must be positive, got {global_batch}")
+    raise errors.UsageError(f"config.batch_size must be positive, got {global_batch}")
   if global_batch % num_devices:
     multiple = num_devices * -(-global_batch // num_devices)
-    raise ValueError(
+    raise errors.UsageError(
         f"global batch {global_batch} (config.batch_size) is not divisible by the "
         f"{num_devices} devices it is sharded over; use a multiple of {num_devices}, e.g. "
         f"--config.batch_size={multiple}")
   if global_batch % num_processes:
-    raise ValueError(f"global batch {global_batch} (config.batch_size) is not divisible by "
-                     f"{num_processes} processes")
+    raise errors.UsageError(f"global batch {global_batch} (config.batch_size) is not "
+                            f"divisible by {num_processes} processes")
   local = global_batch // num_processes
   if num_local_devices and local % num_local_devices:
-    raise ValueError(
+    raise errors.UsageError(
         f"per-process batch {local} (config.batch_size {global_batch} / {num_processes} "
         f"processes) is not divisible by this process's {num_local_devices} local devices; "
         "give every process the same number of devices and make config.batch_size a "

@@ -116,6 +116,7 @@ def paths(tmp_path_factory):
   whole = (base / "cutpairs" / "train" / "2.jpg").read_bytes()
   (base / "cutpairs" / "train" / "2.jpg").write_bytes(whole[:len(whole) // 2])
   (base / "file").write_text("a regular file")
+  (base / "broken.py").write_text("def get_config():\n  return dict(seed=0\n")
   (base / "gen.jax").write_bytes(b"not an artifact")
   # The authors' generator with one input channel, and a file torch cannot read.
   import torch
@@ -220,6 +221,7 @@ for mode, args, code, culprit, fix, kw in [
     ("train", [TINY, "extra_argument"], 2, "extra_argument", "--name=value", {}),
     ("train", ["--config={base}/nothere.py"], 2, "nothere.py", "configs/facades.py", {}),
     ("train", ["--config={base}"], 2, "--config=", "configs/facades.py", {}),
+    ("train", ["--config={base}/broken.py"], 2, 'broken.py", line 2', "SyntaxError", {}),
     ("train", ["--config=configs/saved.py"], 2, "configs/saved.py",
      "--config=configs/saved.py:WORKDIR", {}),
     ("train", ["--config=configs/saved.py:{empty}"], 2, "no checkpoints", "--workdir", {}),

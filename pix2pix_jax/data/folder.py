@@ -40,6 +40,7 @@ from collections.abc import Sequence
 import numpy as np
 from absl import logging
 
+from pix2pix_jax import errors
 from pix2pix_jax.data import images
 
 # How many unmatched or duplicate names an error message lists before "...".
@@ -96,7 +97,7 @@ def _split_dir(root: str | os.PathLike, split: str) -> pathlib.Path:
   """Checks that `root/split` exists, with errors that say what to pass instead."""
   root_path = pathlib.Path(root)
   if not root_path.is_dir():
-    raise FileNotFoundError(
+    raise errors.DataNotFoundError(
         f"dataset folder {root} does not exist. Pass the folder that holds the split "
         "folders (train/, val/, ...), e.g. the extracted facades/ folder of the pix2pix "
         "download."
@@ -104,7 +105,7 @@ def _split_dir(root: str | os.PathLike, split: str) -> pathlib.Path:
   split_dir = root_path / split
   if not split_dir.is_dir():
     splits = list_splits(root_path)
-    raise FileNotFoundError(
+    raise errors.DataNotFoundError(
         f"split folder {split_dir} does not exist; {root} has "
         + (f"the splits {', '.join(splits)}." if splits else "no split folders at all.")
         + " Pick one of those, or create the folder."
@@ -121,7 +122,7 @@ def _stems(paths: Sequence[pathlib.Path], folder: pathlib.Path) -> list[str]:
       duplicates.append(f"{seen[path.stem].name}/{path.name}")
     seen[path.stem] = path
   if duplicates:
-    raise ValueError(
+    raise errors.InputError(
         f"{folder} has files that differ only in extension, so their names clash: "
         f"{_join_names(duplicates)}. Keep one file per name."
     )
@@ -172,7 +173,7 @@ class _FolderSource:
     self.names = [names[i] for i in keep]
     self.file_names = [self._file_name(i) for i in keep]
     if not self._order:
-      raise ValueError(
+      raise errors.InputError(
           f"all {len(names)} images in {self._where} are unreadable; see the warnings above."
       )
 
@@ -213,7 +214,7 @@ class _FolderSource:
           if position not in self._bad:
             self._bad.add(position)
             self._note_bad(self.names[position], e)
-    raise ValueError(
+    raise errors.InputError(
         f"all {size} images in {self._where} are unreadable; see the warnings above."
     )
 
@@ -244,7 +245,7 @@ class AlignedFolderSource(_FolderSource):
       hint = ""
       if detect_layout(root, split) == "paired":
         hint = " It has A/ and B/ subfolders: read it with PairedFolderSource instead."
-      raise FileNotFoundError(
+      raise errors.DataNotFoundError(
           f"split folder {split_dir} holds no images "
           f"({', '.join(images.IMAGE_EXTENSIONS)}).{hint}")
     self._where = split_dir
@@ -287,14 +288,14 @@ class PairedFolderSource(_FolderSource):
             f" It holds {len(direct)} images directly: read it with AlignedFolderSource."
             if direct else ""
         )
-        raise FileNotFoundError(
+        raise errors.DataNotFoundError(
             f"{folder} does not exist; a paired split needs the subfolders A/ and B/ "
             f"with matching file names.{hint}"
         )
     files = {side: list_images(folder) for side, folder in folders.items()}
     for side, folder in folders.items():
       if not files[side]:
-        raise FileNotFoundError(
+        raise errors.DataNotFoundError(
             f"{folder} holds no images ({', '.join(images.IMAGE_EXTENSIONS)}).")
     stems = {side: _stems(files[side], folders[side]) for side in files}
     by_stem_b = dict(zip(stems["B"], files["B"]))
@@ -306,7 +307,7 @@ class PairedFolderSource(_FolderSource):
         problems.append(f"{len(only_a)} in A/ have no B/ image: {_join_names(only_a)}")
       if only_b:
         problems.append(f"{len(only_b)} in B/ have no A/ image: {_join_names(only_b)}")
-      raise ValueError(
+      raise errors.InputError(
           f"unmatched images in {split_dir}: {'; '.join(problems)}. Every A/NAME.* needs "
           "a B/NAME.* with the same name (extensions may differ): rename, add or remove "
           "files."

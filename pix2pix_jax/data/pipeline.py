@@ -81,7 +81,7 @@ class Transform:
       a, b = b, a
     x_in, x_out = _channels(a, self.input_nc), _channels(b, self.output_nc)
     if x_in.shape[:2] != x_out.shape[:2]:
-      raise ValueError(f"{example.get('name', '?')}: A and B differ in size "
+      raise errors.InputError(f"{example.get('name', '?')}: A and B differ in size "
                        f"({x_in.shape[1]}×{x_in.shape[0]} vs {x_out.shape[1]}×{x_out.shape[0]})")
     h, w = x_in.shape[:2]
     new_w, new_h = self._target_size(w, h)
@@ -94,7 +94,7 @@ class Transform:
       # in the resize modes.
       cw = round(ch * self.aspect_ratio) if "resize" in self.preprocess else ch
       if new_w < cw or new_h < ch:
-        raise ValueError(f"{example.get('name', '?')}: image {new_w}×{new_h} is smaller than "
+        raise errors.InputError(f"{example.get('name', '?')}: image {new_w}×{new_h} is smaller than "
                          f"the crop {cw}×{ch} (data.crop_size, data.aspect_ratio)")
       if rng is None:  # deterministic centre crop when no randomness is wanted
         x0, y0 = (new_w - cw) // 2, (new_h - ch) // 2
@@ -254,7 +254,8 @@ def train_dataset(source, transform: Transform, *, seed: int, global_batch: int,
   """An infinite MapDataset of this process's rows of each global batch (`TrainStream`)."""
   check_split_fits_batch(source, global_batch)
   if global_batch % process_count:
-    raise ValueError(f"global batch {global_batch} is not divisible by {process_count} processes")
+    raise errors.UsageError(f"global batch {global_batch} is not divisible by {process_count} "
+                            "processes")
   return TrainStream(source, transform, seed=seed, global_batch=global_batch,
                      process_index=process_index, process_count=process_count)
 

@@ -289,7 +289,7 @@ def extract_tarball(tarball: pathlib.Path, extract_root: pathlib.Path) -> pathli
         # The "data" filter refuses absolute paths, links out of the folder and devices.
         archive.extract(member, partial, filter="data")
   except (tarfile.TarError, EOFError, zlib.error) as e:
-    raise ValueError(
+    raise errors.InputError(
         f"{tarball} is not a complete .tar.gz archive ({e}). Download it again, or put the "
         "extracted folder in the manual dir instead.") from e
   return destination
@@ -315,7 +315,8 @@ class Pix2pixFolder(_PairsBuilder):
   def __init__(self, *, config: str | Pix2pixFolderConfig | None = None, **kwargs):
     """Args: config: the dataset's name (lower-case letters, digits, '_'), or its config."""
     if config is None:
-      raise ValueError("Pix2pixFolder needs a dataset name: Pix2pixFolder(config='my_data').")
+      raise errors.UsageError("Pix2pixFolder needs a dataset name: "
+                              "Pix2pixFolder(config='my_data').")
     if isinstance(config, str):
       name, _, version = config.partition(":")
       if not re.fullmatch(r"[a-z0-9_]+", name):
@@ -336,17 +337,17 @@ class Pix2pixFolder(_PairsBuilder):
   def _split_generators(self, dl_manager: tfds.download.DownloadManager):
     root = self._manual_dir_in_use
     if root is None or not root.is_dir():
-      raise FileNotFoundError(
+      raise errors.DataNotFoundError(
           f"dataset folder {root} does not exist. Pass the folder holding the split "
           "folders as the manual dir (--source_dir, or DownloadConfig(manual_dir=...)).")
     splits = [s for s in folder.list_splits(root) if _has_images(root / s)]
     bad_names = [s for s in splits if not re.fullmatch(r"\w+", s)]
     if bad_names:
-      raise ValueError(
+      raise errors.InputError(
           f"split folders {', '.join(bad_names)} in {root} need names of letters, digits "
           "and '_' only: rename them.")
     if not splits:
-      raise FileNotFoundError(
+      raise errors.DataNotFoundError(
           f"no split folder with images in {root} (found subfolders: "
           f"{', '.join(folder.list_splits(root)) or 'none'}). "
           + self.MANUAL_DOWNLOAD_INSTRUCTIONS)

@@ -128,6 +128,10 @@ class WorkerError(RuntimeError):
   """The traceback of an exception raised in a worker process (the cause of the one raised)."""
 
 
+class WorkerDiedError(errors.Pix2pixError, RuntimeError):
+  """A worker process ended while the run still needed its batches."""
+
+
 class WorkerPool:
   """Batches `dataset[start]`, `dataset[start + 1]`, ... read by `num_workers` processes.
 
@@ -194,7 +198,7 @@ class WorkerPool:
     except (EOFError, OSError):
       process = self._processes[w]
       process.join(_JOIN_S)
-      raise RuntimeError(
+      raise WorkerDiedError(
           f"data worker process {w} (of data.num_workers={self._num_workers}) ended with exit "
           f"code {process.exitcode} while reading (killed, or out of memory?); its batches "
           "cannot be read: restart the run, which resumes from the last checkpoint") from None

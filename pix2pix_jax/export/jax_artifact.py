@@ -89,7 +89,7 @@ def export_generator(translator, path: str | os.PathLike, *,
   try:
     exported = jax.export.export(jax.jit(generator), platforms=tuple(platforms))(*args)
   except jax.errors.InconclusiveDimensionOperation as e:
-    raise ValueError(f"the generator does not trace for every input of shape ({shape}): "
+    raise errors.UsageError(f"the generator does not trace for every input of shape ({shape}): "
                      f"{str(e).splitlines()[0]} (a layer decides on a concrete size; "
                      "model.conv_impl=xla avoids the CPU forms)") from e
   with atomic.atomic_path(path) as temporary:
@@ -144,20 +144,20 @@ class ExportedGenerator:
   def check(self, shape) -> None:
     """Raises ValueError, naming the shape and the rule, for images the artifact cannot take."""
     if len(shape) != 4 or shape[-1] != self.input_nc:
-      raise ValueError(f"expected images shaped (N, H, W, {self.input_nc}), got {shape}")
+      raise errors.InputError(f"expected images shaped (N, H, W, {self.input_nc}), got {shape}")
     n, h, w, _ = shape
     if n < 1:
-      raise ValueError(f"no images to translate: shape {shape}")
+      raise errors.InputError(f"no images to translate: shape {shape}")
     m = self.size_multiple
     if h < 1 or w < 1 or h % m or w % m:
-      raise ValueError(f"image size {w}×{h} (width × height): this generator takes widths and "
+      raise errors.InputError(f"image size {w}×{h} (width × height): this generator takes widths and "
                        f"heights that are multiples of {m} ({m}, {2 * m}, {3 * m}, ...); resize "
                        "or crop the images")
     if self.image_size is not None and (h, w) != self.image_size:
-      raise ValueError(f"image size {w}×{h}: this artifact was exported for "
+      raise errors.InputError(f"image size {w}×{h}: this artifact was exported for "
                        f"{self.image_size[1]}×{self.image_size[0]} images only")
     if self.batch is not None and n != self.batch:
-      raise ValueError(f"{n} images: this artifact was exported for batches of exactly "
+      raise errors.InputError(f"{n} images: this artifact was exported for batches of exactly "
                        f"{self.batch}")
 
   def __call__(self, images, seed: int = 0) -> np.ndarray:

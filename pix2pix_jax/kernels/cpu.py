@@ -39,6 +39,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from pix2pix_jax import errors
 from pix2pix_jax.kernels import xla
 from pix2pix_jax.kernels.winograd import (conv4x4_s1_winograd, conv4x4_winograd,
                                           conv_transpose4x4_winograd)
@@ -84,7 +85,7 @@ def im2col(x: jax.Array, kernel_size: int, stride: int, padding: int) -> jax.Arr
   ho = (h + 2 * p - k) // s + 1
   wo = (w + 2 * p - k) // s + 1
   if ho < 1 or wo < 1:
-    raise ValueError(f"input {h}×{w} is too small for a {k}×{k} conv with stride {s}, "
+    raise errors.InputError(f"input {h}×{w} is too small for a {k}×{k} conv with stride {s}, "
                      f"padding {p}")
   cols = [
       xp[:, i:i + s * (ho - 1) + 1:s, j:j + s * (wo - 1) + 1:s, :]
@@ -96,7 +97,7 @@ def im2col(x: jax.Array, kernel_size: int, stride: int, padding: int) -> jax.Arr
 def _conv_out_size(size: int, stride: int) -> int:
   out = (size + 2 - 4) // stride + 1
   if out < 1:
-    raise ValueError(f"input size {size} is too small for a 4×4 conv with stride {stride}, "
+    raise errors.InputError(f"input size {size} is too small for a 4×4 conv with stride {stride}, "
                      "padding 1")
   return out
 
