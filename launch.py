@@ -20,7 +20,7 @@ import sys
 from absl import flags
 from ml_collections import config_flags
 
-from pix2pix_jax import cli, errors, export, modes
+from pix2pix_jax import cli, errors, export, modes, storage
 
 flags.DEFINE_string("workdir", None, "Run directory: checkpoints, metrics, samples, the page.")
 flags.DEFINE_enum("mode", "train", modes.LAUNCH_MODES, "What to do: " + "; ".join(
@@ -92,10 +92,13 @@ def with_saved_config(argv: list[str]) -> list[str]:
     match = re.match(r"--?workdir(=(.*))?$", arg)
     if match:
       workdir = match.group(2) if match.group(1) else (argv[i + 1] if i + 1 < len(argv) else None)
-  checkpoints = pathlib.Path(workdir or "", "checkpoints")
-  if not workdir or not checkpoints.is_dir() or not any(
-      p.name.isdigit() for p in checkpoints.iterdir()):
-    return argv
+  try:
+    checkpoints = storage.resolve(workdir, "--workdir") / "checkpoints" if workdir else None
+    if not checkpoints or not checkpoints.is_dir() or not any(
+        p.name.isdigit() for p in checkpoints.iterdir()):
+      return argv
+  except (errors.Pix2pixError, OSError):
+    return argv  # the mode reports it
   saved = pathlib.Path(__file__).resolve().parent / "configs" / "saved.py"
   return [argv[0], f"--config={saved}:{workdir}", *argv[1:]]
 

@@ -72,7 +72,7 @@ def logged_history(workdir: pathlib.Path) -> dict:
   """From metrics.jsonl (`plots.read_metrics`, robust to resumed runs): the val evaluations
   during training, and the wall time and mean seconds per step of the logged intervals."""
   from pix2pix_jax import plots
-  train, evals = plots.read_metrics(workdir / "metrics.jsonl")
+  train, evals = plots.read_metrics(workdir)
   seconds, previous = 0.0, 0
   for r in train:
     seconds += (r["step"] - previous) / r["steps_per_sec"]

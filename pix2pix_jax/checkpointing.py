@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
@@ -27,8 +28,9 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 from absl import logging
+from etils import epath
 
-from pix2pix_jax import atomic, errors
+from pix2pix_jax import atomic, errors, storage
 
 # Config sections whose change makes a checkpoint unusable (shapes or meaning of the state).
 STRUCTURAL_KEYS = ("model",)
@@ -101,7 +103,8 @@ def check_same_model(saved: dict, current: dict, what: str,
 def check_resumable(directory: str | os.PathLike, config: dict) -> None:
   """Raises ModelMismatchError when the newest checkpoint in `directory` (with a saved config)
   was trained with another model than `config`'s. Reads files only."""
-  directory = pathlib.Path(directory)
+  directory = epath.Path(directory)
+  storage.invalidate_cache(directory)
   if not directory.is_dir():
     return
   steps = sorted((int(p.name) for p in directory.iterdir() if p.is_dir() and p.name.isdigit()),
@@ -117,6 +120,9 @@ def check_resumable(directory: str | os.PathLike, config: dict) -> None:
 
 def check_writable(directory: str | os.PathLike) -> None:
   """Fails before training starts when the output directory cannot be written."""
+  if storage.is_remote(directory):
+    storage.check_bucket(epath.Path(directory), "--workdir", write=True)
+    return
   path = pathlib.Path(directory)
   try:
     path.mkdir(parents=True, exist_ok=True)
@@ -128,7 +134,10 @@ def check_writable(directory: str | os.PathLike) -> None:
                           "--workdir or free some space.") from e
 
 
-def _free_space(path: pathlib.Path) -> str:
+def _free_space(path: epath.Path) -> str:
+  if storage.is_remote(path):
+    return "object storage"
+  path = pathlib.Path(path)
   for p in (path, *path.parents):
     if p.exists():
       try:
@@ -165,7 +174,7 @@ class Checkpointer:
     if max_to_keep < 0 or keep_every_steps < 0:
       raise ValueError(f"max_to_keep ({max_to_keep}) and keep_every_steps ({keep_every_steps}) "
                        "must be >= 0 (0 = keep all / no extra keeping)")
-    self.directory = pathlib.Path(directory).absolute()
+    self.directory = storage.resolve(directory, "checkpoint directory")
     self.config = config or {}
     options = ocp.CheckpointManagerOptions(
         max_to_keep=max_to_keep or None,
@@ -208,7 +217,8 @@ class Checkpointer:
     if jax.process_index() != 0:
       return
     for path in self.directory.glob(f"{step}{TMP_SUFFIX}*"):
-      shutil.rmtree(path, ignore_errors=True)
+      with contextlib.suppress(OSError):
+        path.rmtree()
 
   def saved_config(self, step: int) -> dict | None:
     return read_saved_config(self.directory, step)
@@ -323,7 +333,7 @@ class Checkpointer:
         while target.exists():
           target = self.directory / f"{s}{DAMAGED_SUFFIX}-{n}"
           n += 1
-        source.rename(target)
+        _move(source, target)
         logging.warning("Set damaged checkpoint %d aside as %s", s, target)
     ocp.multihost.sync_global_processes("pix2pix_set_aside_damaged_done")
     self.manager.reload()
@@ -336,6 +346,17 @@ class Checkpointer:
     self.manager.close()
 
 
+def _move(source: epath.Path, target: epath.Path) -> None:
+  """A rename on a disk; on object storage (no rename) a copy of every object, then a delete:
+  interrupted, the damaged step is still there and is set aside again at the next resume."""
+  if not storage.is_remote(source):
+    source.rename(target)
+    return
+  for path in storage.files(source):
+    (target / path.relative_to(source)).write_bytes(path.read_bytes())
+  source.rmtree()
+
+
 def read_saved_config(directory: str | os.PathLike, step: int) -> dict | None:
   """The config saved with checkpoint `step` in `directory` (None when absent or unreadable).
 
@@ -343,12 +364,12 @@ def read_saved_config(directory: str | os.PathLike, step: int) -> dict | None:
   launch.py can read a run's config before distributed initialisation and XLA settings.
   """
   try:
-    saved = ocp.JsonCheckpointHandler().restore(pathlib.Path(directory) / str(step) / "config")
+    saved = ocp.JsonCheckpointHandler().restore(epath.Path(directory) / str(step) / "config")
   except (ValueError, FileNotFoundError, OSError):  # json.JSONDecodeError is a ValueError
     return None
   return dict(saved) if isinstance(saved, dict) else None
 
 
 def save_config_json(workdir: str | os.PathLike, config_dict: dict) -> None:
-  with atomic.atomic_path(pathlib.Path(workdir) / "config.json") as temporary:
+  with atomic.atomic_path(epath.Path(workdir) / "config.json") as temporary:
     temporary.write_text(json.dumps(config_dict, indent=2, sort_keys=True, default=str))

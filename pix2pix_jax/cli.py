@@ -1,13 +1,9 @@
 """How the command-line entry points parse their flags and report errors.
 
 `run(work, argv)` parses absl flags (again and again in one process, so that tests can call an
-entry point's `main(argv)`), runs `work`, and turns every *expected* error into an `error: ...`
-block at the end of the output and an exit code: 2 when the command is wrong (a flag, a config
-value, a step, a path given), 1 when the run failed (data, checkpoints, disk; `errors.py`).
-Expected errors are the `errors.Pix2pixError` family (raised where the fact is known), absl's
-flag errors and `OSError`s from the operating system. Anything else is a bug and keeps its
-traceback. `--traceback` (or PIX2PIX_TRACEBACK=1) prints the traceback of an
-expected error too.
+entry point's `main(argv)`), runs `work`, and prints every *expected* error (`exit_code`) as an
+`error: ...` block with exit code 2 (usage) or 1 (failure; `errors.py`). Anything else is a bug
+and keeps its traceback; `--traceback` (or PIX2PIX_TRACEBACK=1) prints expected ones' too.
 """
 
 from __future__ import annotations
@@ -34,7 +30,11 @@ _TYPE_NAMES = {"int": "an integer", "float": "a number", "bool": "True or False"
 # ---------------------------------------------------------------------------- which errors
 
 def exit_code(error: BaseException) -> int | None:
-  """The exit code for an expected error; None for an unexpected one (a bug)."""
+  """The exit code for an expected error; None for an unexpected one (a bug).
+
+  Expected: the `errors.Pix2pixError` family (raised where the fact is known), absl's flag
+  errors and `OSError`s from the operating system.
+  """
   if isinstance(error, errors.Pix2pixError):
     return error.exit_code
   if isinstance(error, (flags.Error, app.UsageError)):

@@ -8,7 +8,6 @@ training loop.
 from __future__ import annotations
 
 import inspect
-import pathlib
 import time
 from typing import Any
 
@@ -16,8 +15,9 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 from absl import logging
+from etils import epath
 
-from pix2pix_jax import config_check, errors, evaluate, inference, modes
+from pix2pix_jax import config_check, errors, evaluate, inference, modes, storage
 
 
 
@@ -40,7 +40,8 @@ def resolve_config(mode: str, workdir: str, config=None,
     except FileNotFoundError:
       raise errors.UsageError(
           f"--workdir {workdir} holds no run to resume (no checkpoints in "
-          f"{pathlib.Path(workdir) / 'checkpoints'}): pass --config to start one, e.g. "
+          f"{storage.resolve(workdir, '--workdir') / 'checkpoints'}): pass --config to start "
+          "one, e.g. "
           "--config configs/facades.py") from None
     logging.info("Resuming the run in %s with its saved config", workdir)
   elif mode != "train":
@@ -82,7 +83,7 @@ def run_eval(config, workdir: str, step: int | None = None, split: str | None = 
   source = pipeline.get_source(config, split)
   mode = config.eval_mode
   name = f"{split}_step{step}_{mode}"
-  eval_dir = pathlib.Path(workdir).absolute() / "eval"
+  eval_dir = storage.resolve(workdir, "--workdir") / "eval"
   images_dir = eval_dir / name
   files: list[str] = []
   used: set[str] = set()
@@ -133,7 +134,7 @@ def run_eval(config, workdir: str, step: int | None = None, split: str | None = 
   evaluate.write_json(result, json_path)
   page = evaluate.write_results_page(
       images_dir, result, grid="samples.png",
-      title=f"{pathlib.Path(workdir).absolute().name} · {split} · step {step} · {mode} mode")
+      title=f"{eval_dir.parent.name} · {split} · step {step} · {mode} mode")
   result.update(json_path=str(json_path), images_dir=str(images_dir), page=str(page))
 
   lines = [f"{'image':<24} {'L1':>8} {'PSNR':>8} {'SSIM':>8}"]
@@ -150,7 +151,7 @@ def run_eval(config, workdir: str, step: int | None = None, split: str | None = 
 
 def run_translate(config, workdir: str, input_path: str, output: str,
                   step: int | None = None, *, aligned: bool = False,
-                  resize: str = "crop_size") -> list[pathlib.Path]:
+                  resize: str = "crop_size") -> list[epath.Path]:
   """Translates an image file or a folder of images into OUTPUT/NAME.png."""
   if not input_path or not output:
     raise errors.UsageError("--mode=translate needs --input (an image or a folder) and "
@@ -159,7 +160,7 @@ def run_translate(config, workdir: str, input_path: str, output: str,
   translator = inference.translator(config, workdir, step)
   written = translator.translate_files(paths, output, aligned=aligned, resize=resize)
   print(f"translated {len(written)} image(s) with checkpoint {translator.step} "
-        f"({translator.mode} mode) into {pathlib.Path(output).absolute()}", flush=True)
+        f"({translator.mode} mode) into {storage.resolve(output, '--output')}", flush=True)
   return written
 
 
@@ -181,14 +182,14 @@ def run_export(config, workdir: str, output: str, step: int | None = None, *,
   return export.module(chosen.name).export(config, workdir, output, step, **options)
 
 
-def run_summary(config, workdir: str, output: str | None = None) -> pathlib.Path:
+def run_summary(config, workdir: str, output: str | None = None) -> epath.Path:
   """Both networks layer by layer, the checkpoints, the latest evaluation and the config.
 
   Printed as Markdown and written to `output` (default WORKDIR/summary.md). Nothing is restored:
   the tables come from the networks' abstract shapes (`state.build`).
   """
   from pix2pix_jax import atomic, state as state_lib, summary
-  workdir_path = pathlib.Path(workdir).absolute()
+  workdir_path = storage.resolve(workdir, "--workdir")
   built = state_lib.build(config)
   weights = built.abstract_state
   m, (h, w) = config.model, state_lib.default_image_shape(config)
@@ -204,7 +205,7 @@ def run_summary(config, workdir: str, output: str | None = None) -> pathlib.Path
   text = "\n".join([f"# {workdir_path.name}", "", f"Run directory: {workdir_path}", "",
                     g_text, d_text, summary.checkpoints_section(workdir_path),
                     summary.evaluation_section(workdir_path), summary.config_section(config)])
-  path = pathlib.Path(output) if output else workdir_path / "summary.md"
+  path = storage.resolve(output, "--output") if output else workdir_path / "summary.md"
   with atomic.atomic_path(path) as temporary:
     temporary.write_text(text)
   print(text, flush=True)

@@ -1,16 +1,9 @@
 """Every rule a config must follow, checked in one place before anything is built.
 
-`check(config, mode=...)` raises one `errors.ConfigError` listing every problem, each naming
-the key as typed on the command line (`--config.optim.lr=-1.0: must be a number > 0`). The
-entry points call it first (launch.py's modes through `commands.resolve_config`,
-`loop.train_and_evaluate`, `inference.load`, `convert`), so the code behind them reads a
-config it can trust.
-
-Rules are rows of `FIELD_RULES` (one key, the modes it matters in, what it must be) and small
-functions in `CROSS_RULES` (several keys together: sizes, paths, the batch over the devices).
-A cross rule runs only when the keys it reads passed their own rows. Keys a config lacks
-(configs saved before the key existed) are left to the code's defaults. Checks that need the
-data (an image's size, a split's length) stay where the data is read.
+`check(config, mode=...)` raises one `errors.ConfigError` listing every problem, each naming the
+key as typed on the command line (`--config.optim.lr=-1.0: must be a number > 0`). The entry
+points call it first, so the code behind them can trust the config. Checks that need the data
+(an image's size, a split's length) stay where the data is read.
 """
 
 from __future__ import annotations
@@ -22,7 +15,7 @@ from typing import Any, Callable, Iterable
 from absl import logging
 
 from pix2pix_jax import (errors, evaluate, kernels, layers, losses, models, modes, parallel,
-                         state)
+                         state, storage)
 from pix2pix_jax.data import datasets, pipeline, synthetic
 
 # The rows below say which part of a config a rule belongs to; a mode checks the parts it
@@ -286,9 +279,23 @@ def _data_dir(config, ctx):
   if not d.data_dir:
     yield ("--config.data.data_dir='': data.dataset=folder needs the folder of image pairs, "
            "--config.data.data_dir=PATH (holding train/ and val/)")
-  elif not os.path.isdir(os.path.expanduser(d.data_dir)):
+  elif not storage.is_remote(d.data_dir) and not os.path.isdir(os.path.expanduser(d.data_dir)):
     yield (f"--config.data.data_dir={_show(d.data_dir)}: no such folder; give the folder of "
            "image pairs (holding train/ and val/)")
+
+
+# Config keys that hold a path: each a local path or a bucket URL of a scheme served here.
+PATH_KEYS = ("data.data_dir", "data.tfds_data_dir", "data.manual_dir", "compilation_cache_dir",
+             "report.reference_workdir")
+
+
+def _path_schemes(config, ctx):
+  for key in PATH_KEYS:
+    value = _lookup(config, key)
+    if isinstance(value, str) and storage.is_remote(value) and \
+        storage.scheme(value) not in storage.CLIENTS:
+      yield (f"--config.{key}={_show(value)}: {storage.scheme(value)}:// is not supported; use "
+             "a local path or gs://BUCKET/PATH")
 
 
 def _schedule(config, ctx):
@@ -320,6 +327,7 @@ CROSS_RULES = (
     (DATA, ("data.dataset", "data.preprocess", "data.load_size", "data.crop_size",
             "data.num_synthetic", "batch_size"), _synthetic),
     (DATA, ("data.dataset", "data.data_dir"), _data_dir),
+    (ALL, (), _path_schemes),
     (TRAIN, ("num_train_steps", "optim.n_epochs", "optim.n_epochs_decay", "optim.lr_policy"),
      _schedule),
     (TRAIN, ("batch_size",), _batch_over_devices),
@@ -332,6 +340,8 @@ def problems(config, *, mode: str = "train", num_devices: int | None = None,
              num_processes: int = 1) -> list[str]:
   """Every problem of `config` for `mode`, one line each (empty when it is valid).
 
+  Each key is checked by its row of `FIELD_RULES`, then several keys together by `CROSS_RULES`.
+  Keys a config lacks (a config saved by an older version) are left to the code's defaults.
   `num_devices` / `num_processes`: check that the global batch splits over them (training).
   """
   if mode not in modes.MODES:

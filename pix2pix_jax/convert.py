@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import collections
 import os
+import io
 import pathlib
 import sys
 from typing import Any, Mapping
@@ -40,10 +41,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from absl import flags
+from etils import epath
 from flax import traverse_util
 from ml_collections import config_flags
 
-from pix2pix_jax import cli, errors, models
+from pix2pix_jax import cli, errors, models, storage
 from pix2pix_jax.models.layout import LayerMap
 
 NETWORKS = ("generator", "discriminator")
@@ -256,12 +258,14 @@ def _import_torch(what: str):
 
 def load_torch_state_dict(path: str) -> dict[str, Any]:
   """Reads a `.pth` state dict on the CPU without executing pickled code (torch required)."""
-  if not os.path.isfile(path):
+  source = storage.resolve(path, "--netG_pth")
+  if not source.is_file():
     raise errors.PathNotFoundError(f"{path}: no such file; give the authors' state dict, e.g. "
                                    "latest_net_G.pth")
   torch = _import_torch("reading .pth files")
   try:
-    state_dict = torch.load(path, map_location="cpu", weights_only=True)
+    state_dict = torch.load(io.BytesIO(source.read_bytes()) if storage.is_remote(source) else
+                            path, map_location="cpu", weights_only=True)
   except OSError:
     raise
   except Exception as e:  # pylint: disable=broad-except  # torch reports bad files variously
@@ -272,7 +276,7 @@ def load_torch_state_dict(path: str) -> dict[str, Any]:
   return dict(state_dict)
 
 
-def save_torch_state_dict(state_dict: Mapping[str, Any], path) -> pathlib.Path:
+def save_torch_state_dict(state_dict: Mapping[str, Any], path) -> epath.Path:
   """Writes a state dict of numpy arrays as the authors' `.pth` (torch tensors; torch required).
 
   The file loads with `torch.load(path)` (also with weights_only=True) and then
@@ -282,7 +286,7 @@ def save_torch_state_dict(state_dict: Mapping[str, Any], path) -> pathlib.Path:
   torch = _import_torch("writing .pth files")
   tensors = collections.OrderedDict(
       (key, torch.from_numpy(np.array(value, copy=True))) for key, value in state_dict.items())
-  path = pathlib.Path(path)
+  path = epath.Path(path)
   with atomic.atomic_path(path) as temporary:
     torch.save(tensors, temporary)
   return path
@@ -290,10 +294,10 @@ def save_torch_state_dict(state_dict: Mapping[str, Any], path) -> pathlib.Path:
 
 def export_torch(config, out_dir, g_variables: Mapping[str, Any],
                  d_variables: Mapping[str, Any] | None = None,
-                 num_batches_tracked: int = 0) -> list[pathlib.Path]:
+                 num_batches_tracked: int = 0) -> list[epath.Path]:
   """OUT_DIR/latest_net_G.pth (and latest_net_D.pth with `d_variables`) in the authors' format:
   the file names their `test.py` loads from `--checkpoints_dir/--name`."""
-  torch_dir = pathlib.Path(out_dir)
+  torch_dir = epath.Path(out_dir)
   written = [save_torch_state_dict(
       flax_to_torch_state_dict(g_variables, config, "generator", num_batches_tracked),
       torch_dir / "latest_net_G.pth")]
@@ -322,7 +326,7 @@ def convert_checkpoint(config, net_g_pth: str, net_d_pth: str | None, out_dir: s
   from pix2pix_jax import checkpointing, config_check, state as state_lib
 
   config_check.check(config, mode="convert")
-  out = pathlib.Path(out_dir).absolute()
+  out = storage.resolve(out_dir, "--out")
   if (out / "checkpoints").is_dir() and any((out / "checkpoints").iterdir()) or (
       out / "config.json").exists():
     raise errors.UsageError(f"--out {out_dir} already holds a run (checkpoints/ or "

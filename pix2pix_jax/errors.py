@@ -1,20 +1,17 @@
 """The errors a user can cause, each with the exit code the command line reports for it.
 
 Every exception here is *expected*: its message names the culprit and the fix, so the command
-line prints it as one `error: ...` block without a traceback (`cli.py`). Two exit codes:
-
-* `EXIT_USAGE` (2): the command is wrong and changing it fixes it: a flag, a config value, a
-  step, a path given that does not exist, a config whose model is not the run's.
-* `EXIT_FAILURE` (1): the command is right but the run could not be done: data missing or
-  unreadable, a damaged checkpoint, a full disk, a non-finite loss.
-
-Each class also derives from the built-in exception that code catching errors by kind expects
-(`ValueError`, `FileNotFoundError`).
+line prints it as one `error: ...` block without a traceback (`cli.py`). Each class also derives
+from the built-in exception that code catching errors by kind expects (`ValueError`, ...).
 """
 
 from __future__ import annotations
 
+# The command is right but the run could not be done: data missing or unreadable, a damaged
+# checkpoint, a full disk, a non-finite loss.
 EXIT_FAILURE = 1
+# The command is wrong and changing it fixes it: a flag, a config value, a step, a path given
+# that does not exist, a config whose model is not the run's.
 EXIT_USAGE = 2
 
 
@@ -52,6 +49,10 @@ class DataNotFoundError(Pix2pixError, FileNotFoundError):
 
 class InputError(Pix2pixError, ValueError):
   """An input file that cannot be used: corrupt, truncated, of an unusable size or layout."""
+
+
+class StorageError(Pix2pixError, OSError):
+  """A bucket or storage endpoint that cannot be used: credentials, network, permissions."""
 
 
 class MissingExtraError(Pix2pixError, ImportError):

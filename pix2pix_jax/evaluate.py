@@ -19,6 +19,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from etils import epath
+
 from pix2pix_jax import atomic, errors, image_metrics
 from pix2pix_jax.pixels import to_uint8
 
@@ -127,9 +129,8 @@ def save_png(path: str | pathlib.Path, image) -> None:
   pixels = np.asarray(pixels)
   if pixels.ndim == 3 and pixels.shape[-1] == 1:
     pixels = pixels[..., 0]
-  path = pathlib.Path(path)
-  path.parent.mkdir(parents=True, exist_ok=True)
-  Image.fromarray(pixels).save(path, format="PNG", compress_level=1)
+  with atomic.atomic_path(path) as temporary:
+    Image.fromarray(pixels).save(temporary, format="PNG", compress_level=1)
 
 
 def file_stem(name: str) -> str:
@@ -147,7 +148,7 @@ def write_results_page(directory: str | pathlib.Path, result: dict[str, Any], *,
   `commands.run_eval` writes them.
   """
   import html
-  directory = pathlib.Path(directory)
+  directory = epath.Path(directory)
   esc = html.escape
   rows = []
   for r in result["per_image"]:

@@ -1,16 +1,8 @@
 """Per-image quality metrics for generated images: L1 here, PSNR and SSIM from dm-pix.
 
-Every function takes batches shaped (B, H, W, C) with values in [-1, 1] (the generator's tanh
-range), is jitted (and usable inside other jitted functions; `data_range` may be traced), and
-returns one value per image, shape (B,). Reduce over the batch (and over hosts) in the caller,
-so that a dataset's mean is a mean over images whatever the batch size.
-
-PSNR is 10 log10(L² / MSE) with L = `data_range` (2 for [-1, 1]). SSIM is Wang et al. 2004 as
-scikit-image's `structural_similarity(..., data_range=2, channel_axis=-1, gaussian_weights=True,
-sigma=1.5, use_sample_covariance=False)` computes it (a test keeps the two equal): an 11×11
-Gaussian window with σ 1.5, K1 = 0.01, K2 = 0.03, population moments, only window positions
-fully inside the image, averaged over positions and channels. Images smaller than 11 pixels on
-a side use a window of min(H, W) pixels with the same σ (scikit-image refuses them).
+Each takes (B, H, W, C) batches in [-1, 1] (the generator's tanh range), is jitted (`data_range`
+may be traced) and returns one value per image, shape (B,): callers reduce over the batch and
+hosts, so a dataset's mean is a mean over images whatever the batch size.
 """
 
 from __future__ import annotations
@@ -49,7 +41,10 @@ def l1(pred: jax.Array, target: jax.Array) -> jax.Array:
 @jax.jit
 def psnr(pred: jax.Array, target: jax.Array,
          data_range: float = DEFAULT_DATA_RANGE) -> jax.Array:
-  """Peak signal-to-noise ratio in dB per image; +inf for identical images. Shape (B,)."""
+  """Peak signal-to-noise ratio in dB per image; +inf for identical images. Shape (B,).
+
+  10·log10(L² / MSE) with L = `data_range` (2 for [-1, 1]).
+  """
   pred, target = _check_pair(pred, target)
   # dm-pix assumes a range of 1: dividing both images by L gives MSE / L², the same PSNR.
   return dm_pix.psnr(pred / data_range, target / data_range)
@@ -58,10 +53,14 @@ def psnr(pred: jax.Array, target: jax.Array,
 @jax.jit
 def ssim(pred: jax.Array, target: jax.Array,
          data_range: float = DEFAULT_DATA_RANGE) -> jax.Array:
-  """Structural similarity per image (see the module docstring); 1 for identical images.
+  """Structural similarity per image; 1 for identical images. Shape (B,) float32.
 
-  Returns:
-    Shape (B,) float32.
+  Wang et al. 2004 as scikit-image's `structural_similarity(..., data_range=2, channel_axis=-1,
+  gaussian_weights=True, sigma=1.5, use_sample_covariance=False)` computes it (a test keeps the
+  two equal): an 11×11 Gaussian window with σ 1.5, K1 = 0.01, K2 = 0.03, population moments,
+  only window positions fully inside the image, averaged over positions and channels. Images
+  smaller than 11 pixels on a side use a window of min(H, W) pixels with the same σ
+  (scikit-image refuses them).
   """
   pred, target = _check_pair(pred, target)
   _, height, width, _ = pred.shape

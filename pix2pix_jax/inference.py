@@ -29,7 +29,6 @@ from __future__ import annotations
 import functools
 import json
 import os
-import pathlib
 from typing import Iterable, Sequence
 
 import jax
@@ -37,10 +36,11 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 from absl import logging
+from etils import epath
 from flax import traverse_util
 from PIL import Image
 
-from pix2pix_jax import checkpointing, config_check, errors, evaluate, state as state_lib
+from pix2pix_jax import checkpointing, config_check, errors, evaluate, state as state_lib, storage
 from pix2pix_jax.pixels import to_uint8, to_unit_range
 from pix2pix_jax.data import images as images_lib
 
@@ -56,15 +56,16 @@ TEST_TIME_KEYS = (
 
 # ---------------------------------------------------------------------------- loading a run
 
-def _checkpoint_steps(workdir: str | os.PathLike) -> tuple[pathlib.Path, list[int]]:
-  directory = pathlib.Path(workdir).expanduser().absolute() / "checkpoints"
+def _checkpoint_steps(workdir: str | os.PathLike) -> tuple[epath.Path, list[int]]:
+  directory = storage.resolve(workdir, "--workdir") / "checkpoints"
   steps = []
+  storage.invalidate_cache(directory)
   if directory.is_dir():
     steps = sorted(int(p.name) for p in directory.iterdir() if p.is_dir() and p.name.isdigit())
   if not steps:
     raise errors.PathNotFoundError(
         f"no checkpoints in {directory}: train first (launch.py --config CONFIG --workdir "
-        f"{pathlib.Path(workdir)}) or point --workdir at a trained run")
+        f"{workdir}) or point --workdir at a trained run")
   return directory, steps
 
 
@@ -79,7 +80,7 @@ def saved_config(workdir: str | os.PathLike, step: int | None = None) -> ml_coll
                             "(--step=N, or leave it out for the latest)")
   saved = checkpointing.read_saved_config(directory, step if step is not None else steps[-1])
   if not saved:
-    path = pathlib.Path(workdir) / "config.json"
+    path = directory.parent / "config.json"
     if not path.is_file():
       raise errors.PathNotFoundError(f"no config saved with the checkpoints in {directory} nor "
                                      f"at {path}; pass the training config explicitly")
@@ -102,7 +103,7 @@ def run_config(workdir: str | os.PathLike, config=None,
   flat_saved = traverse_util.flatten_dict(saved.to_dict(), sep=".")
   flat_given = traverse_util.flatten_dict(config.to_dict(), sep=".")
   checkpointing.check_same_model(
-      saved.to_dict(), config.to_dict(), f"the run in {pathlib.Path(workdir)}",
+      saved.to_dict(), config.to_dict(), f"the run in {workdir}",
       hint="Leave out --config to use the run's saved config; only test-time fields may "
            f"differ ({', '.join(TEST_TIME_KEYS)}).")
   merged, applied, kept = dict(flat_saved), [], []
@@ -320,17 +321,17 @@ class Translator:
 
   def translate_files(self, paths: Iterable[str | os.PathLike], out_dir: str | os.PathLike, *,
                       aligned: bool = False, resize: str = "crop_size",
-                      seed: int | None = None) -> list[pathlib.Path]:
+                      seed: int | None = None) -> list[epath.Path]:
     """Translates image files; writes OUT_DIR/NAME.png for each input NAME.ext.
 
     Raises BadImageError (naming the file) for unreadable images and ValueError for sizes
     refused by resize="none" or two inputs that would write the same output name; all inputs
     are read and checked before anything is written.
     """
-    paths = [pathlib.Path(p) for p in paths]
+    paths = [epath.Path(p) for p in paths]
     if not paths:
       raise errors.UsageError("no input images to translate")
-    targets: dict[str, pathlib.Path] = {}
+    targets: dict[str, epath.Path] = {}
     for path in paths:
       stem = evaluate.file_stem(path.name)
       if stem in targets:
@@ -340,7 +341,7 @@ class Translator:
     inputs = [self.prepare(images_lib.load_image(p), os.fspath(p), aligned=aligned,
                            resize=resize) for p in paths]
     outputs = self._run(inputs, seed)
-    out_dir = pathlib.Path(out_dir)
+    out_dir = storage.resolve(out_dir, "--output")
     written = []
     for stem, out in zip(targets, outputs):
       evaluate.save_png(out_dir / f"{stem}.png", out)
@@ -348,10 +349,11 @@ class Translator:
     return written
 
 
-def list_inputs(path: str | os.PathLike) -> list[pathlib.Path]:
+def list_inputs(path: str | os.PathLike) -> list[epath.Path]:
   """An image file, or the images directly inside a folder (natural order)."""
   from pix2pix_jax.data import folder
-  path = pathlib.Path(path).expanduser()
+  path = storage.resolve(path, "--input")
+  storage.check_bucket(path, "--input")
   if path.is_dir():
     found = folder.list_images(path)
     if not found:

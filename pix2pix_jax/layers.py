@@ -1,15 +1,9 @@
 """The networks' building blocks in plain Flax: convolutions, PyTorch-exact norms, initialisers.
 
-pix2pix is built from stride-2 4×4 convolutions (every encoder and discriminator level),
-stride-2 4×4 transposed convolutions (every decoder level) and stride-1 4×4 convolutions (the
-last two discriminator layers). The modules hold the parameters in the authors' shapes and counts
-(kernel (4, 4, Cin, Cout) in Flax's HWIO order, bias (Cout,)); the arithmetic is one call into
-`kernels`, which runs XLA's own convolutions on GPU and TPU and exact CPU formulations on CPU
-(`model.conv_impl`, see `pix2pix_jax/kernels/__init__.py`).
-
-Normalisation follows PyTorch exactly: `BatchNorm` normalises with the biased batch variance and
-updates its running variance with the *unbiased* one (momentum 0.1 in PyTorch's convention);
-`InstanceNorm` has no affine parameters and no running statistics (the authors' setting).
+The modules hold the parameters in the authors' shapes and counts (kernel (kh, kw, Cin, Cout) in
+Flax's HWIO order, bias (Cout,)); the arithmetic is one call into `kernels`, which picks each
+convolution's form per backend (`model.conv_impl`). Norms match PyTorch's, initialisers the
+authors' `init_weights`.
 """
 
 from __future__ import annotations
@@ -43,9 +37,9 @@ def kernel_init(init_type: str = "normal", gain: float = 0.02, transposed: bool 
   flattened to (its first dimension, the rest).
 
   The normal draws are flat and reshaped: with JAX's partitionable threefry the values equal
-  `nn.initializers.normal(std)` bit for bit (tests/test_models.py checks it), but XLA:CPU
-  compiles the one-dimensional draw about three times faster than the 4-D one, which is most
-  of the initialisation's compile time.
+  `nn.initializers.normal(std)` bit for bit (tests/test_models.py checks it), and XLA:CPU
+  compiles the one-dimensional draw much faster, shortening the initialisation's compilation
+  (docs/benchmarks.md, section "Levers tried on the training step").
   """
   if init_type not in INIT_TYPES:
     raise ValueError(f"unknown model.init_type {init_type!r}; choose one of {INIT_TYPES}")
@@ -140,9 +134,10 @@ class Conv1x1(nn.Module):
 class BatchNorm(nn.Module):
   """PyTorch-exact `BatchNorm2d` over N, H, W (affine, tracking running statistics).
 
-  `momentum` is PyTorch's (weight of the new batch). Statistics are computed in float32 over the
-  *global* batch: under `jit` with a batch sharded across devices XLA inserts the all-reduce, so
-  this is SyncBatchNorm for free.
+  Normalises with the biased batch variance and updates the running variance with the
+  *unbiased* one, as PyTorch does; `momentum` is PyTorch's (weight of the new batch).
+  Statistics are computed in float32 over the *global* batch: under `jit` with a batch sharded
+  across devices XLA inserts the all-reduce, so this is SyncBatchNorm for free.
   """
   momentum: float = 0.1
   epsilon: float = 1e-5

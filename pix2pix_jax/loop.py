@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import pathlib
 import time
 from typing import Any
 
@@ -17,10 +16,11 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 from absl import logging
+from etils import epath
 
-from pix2pix_jax import (checkpointing, config_check, evaluate, finite, kernels, losses,
+from pix2pix_jax import (checkpointing, config_check, evaluate, finite, kernels, lock, losses,
                          parallel, platform, reference, run_files, signals, state as state_lib,
-                         train)
+                         storage, train)
 from pix2pix_jax.data import pipeline
 
 
@@ -146,15 +146,24 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   config_check.check(config, mode="train", num_devices=jax.device_count(),
                      num_processes=jax.process_count())
   config_check.log_warnings(config)
-  workdir_path = pathlib.Path(workdir).absolute()
-  checkpointing.check_resumable(workdir_path / "checkpoints", config.to_dict())
-  # Caught from the start, so that a signal during start-up or the last save is not fatal.
-  with signals.StopRequest() as stop, contextlib.ExitStack() as cleanup:
-    return _train(config, workdir_path, stop, cleanup)
+  workdir_path = storage.resolve(workdir, "--workdir")
+  main = parallel.is_main_process()
+  if main:
+    storage.check_bucket(workdir_path, "--workdir", write=True)
+  # Signals are caught from the start, so that one during start-up or the last save is not
+  # fatal.
+  with lock.RunLock(workdir_path, enabled=main) as run_lock, signals.StopRequest() as stop, \
+      contextlib.ExitStack() as cleanup:
+    # One writer per run: a workdir another live run holds stops this launch here, before
+    # anything is read or written (a new workdir is locked once it is created).
+    if workdir_path.is_dir():
+      run_lock.acquire()
+    checkpointing.check_resumable(workdir_path / "checkpoints", config.to_dict())
+    return _train(config, workdir_path, stop, cleanup, run_lock)
 
 
-def _train(config, workdir_path: pathlib.Path, stop: signals.StopRequest,
-           cleanup: contextlib.ExitStack) -> dict[str, Any]:
+def _train(config, workdir_path: epath.Path, stop: signals.StopRequest,
+           cleanup: contextlib.ExitStack, run_lock: lock.RunLock) -> dict[str, Any]:
   main = parallel.is_main_process()
   if jax.process_count() > 1 and platform.is_per_host_cache(config):
     logging.warning("Each host keeps its own compilation cache, and JAX writes cache entries "
@@ -175,6 +184,7 @@ def _train(config, workdir_path: pathlib.Path, stop: signals.StopRequest,
   sample_batch = _sample_batch(config, eval_source, train_source)
   if main:
     checkpointing.check_writable(workdir_path)
+    run_lock.acquire()
     if (workdir_path / "checkpoints").is_dir():
       checkpointing.check_writable(workdir_path / "checkpoints")
 
@@ -280,7 +290,10 @@ def _train(config, workdir_path: pathlib.Path, stop: signals.StopRequest,
     if every(config.sample_every_steps, step) or every(config.eval_every_steps, step) \
         or is_last:
       outputs.report()
+    elif every(config.log_every_steps, step):
+      outputs.flush()
     if checkpoint_now or preempted:
+      run_lock.check()
       finite.check_state(state, step, last_saved)
       ckpt.save(step, state, train_iter, force=True)
       last_saved = step

@@ -1,16 +1,9 @@
 """One code path for 1 device, N devices and N hosts: a 1-D `data` mesh over every device.
 
-The batch is sharded along `data`, the train state is replicated. Under `jax.jit` the batch-norm
-statistics of a sharded batch are reduced over the *global* batch by XLA (SyncBatchNorm for free),
-and random bits depend only on the key and the global shape, never on the sharding, so dropout
-masks are the same on 1 or 64 devices (partitionable threefry, JAX's default since 0.5 and set
-by `platform.configure`, lets each device draw just its own shard). A run is therefore the same
-computation whatever the device count, up to floating-point reduction order (docs/scaling.md
-gives the measured tolerance), and a checkpoint written on N devices restores on M.
-
-Process p of P loads rows [p·L, (p+1)·L) of each global batch of G = P·L rows
-(`data/pipeline.py`); the mesh lists each process's devices contiguously so that those rows land
-on that process's devices.
+The batch is sharded along `data`, the train state replicated. Under `jit` batch-norm statistics
+reduce over the global batch and random bits depend only on the key and the global shape
+(partitionable threefry, set by `platform.configure`), so a run is the same computation on any
+device count up to reduction order (docs/scaling.md), and checkpoints restore on any count.
 """
 
 from __future__ import annotations

@@ -12,7 +12,9 @@ import time
 
 import jax
 from absl import logging
+from etils import epath
 
+from pix2pix_jax import errors, storage
 
 # XLA flags every entry point sets (unless XLA_FLAGS already names them). Region analysis in
 # XLA:CPU's copy insertion lets the donated train state be updated in place: without it XLA
@@ -76,6 +78,8 @@ def compilation_cache_path(setting: str) -> str:
       return os.environ["JAX_COMPILATION_CACHE_DIR"]
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return os.path.join(base, "pix2pix_jax", "jax_compilation_cache")
+  if storage.is_remote(setting):  # a bucket the hosts of a pod share; JAX reads it via epath
+    return os.fspath(storage.resolve(setting, "--config.compilation_cache_dir"))
   return os.path.expanduser(setting) if setting else ""
 
 
@@ -87,6 +91,12 @@ def is_per_host_cache(config) -> bool:
 
 def _unusable(path: str) -> str:
   """Why `path` cannot hold the cache ("" when it can): it must be a writable folder."""
+  if storage.is_remote(path):
+    try:
+      storage.check_bucket(epath.Path(path), "--config.compilation_cache_dir", write=True)
+    except errors.Pix2pixError as e:
+      return str(e)
+    return ""
   try:
     os.makedirs(path, exist_ok=True)
     with tempfile.TemporaryFile(dir=path):

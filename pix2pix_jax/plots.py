@@ -12,7 +12,7 @@ import math
 
 import numpy as np
 
-from pix2pix_jax import atomic, losses
+from pix2pix_jax import atomic, losses, metrics_log
 
 EVAL_FIELDS = (("l1", "L1 \u2193"), ("psnr", "PSNR dB \u2191"), ("ssim", "SSIM \u2191"))
 _MAX_PLOTTED_POINTS = 3000
@@ -21,19 +21,15 @@ _MAX_PLOTTED_POINTS = 3000
 # ----------------------------------------------------------------------------
 # Metrics.
 
-def read_metrics(path) -> tuple[list[dict], list[dict]]:
-  """Reads metrics.jsonl into (train records, eval records), each sorted by step.
+def read_metrics(workdir) -> tuple[list[dict], list[dict]]:
+  """Reads a run's metrics.jsonl into (train records, eval records), each sorted by step.
 
   Lines that are not complete JSON objects with a numeric "step" (such as a line
   still being written) are skipped. When a resumed run logs a step again, the
   later record wins and the earlier run's records from that step on are dropped,
   so that curves do not fold back on themselves.
   """
-  try:
-    with open(path, encoding="utf-8", errors="replace") as f:
-      lines = f.read().splitlines()
-  except (FileNotFoundError, IsADirectoryError):
-    return [], []
+  lines = metrics_log.read_lines(workdir)
   train, evals = [], {}
   for line in lines:
     try:

@@ -24,12 +24,14 @@ import json
 import math
 import os
 import re
+import time
 
 import numpy as np
+from etils import epath
 from PIL import Image
 from PIL import PngImagePlugin
 
-from pix2pix_jax import atomic, losses
+from pix2pix_jax import atomic, losses, storage
 from pix2pix_jax.pixels import to_uint8
 from pix2pix_jax.plots import EVAL_FIELDS, plot_accuracy, plot_eval, plot_losses, read_metrics
 
@@ -96,8 +98,9 @@ def _check_images(name: str, images, count: int | None = None) -> np.ndarray:
 
 
 def save_sample_grid(path, inputs, outputs, targets, heatmaps=None, *, references=None,
-                     reference_label: str = "") -> None:
-  """Writes one PNG: a row per example, columns input | output | [reference] | target | [heatmap].
+                     reference_label: str = "") -> np.ndarray:
+  """Writes one PNG (and returns its pixels): a row per example, columns
+  input | output | [reference] | target | [heatmap].
 
   Args:
     path: the PNG to write (replaced atomically, so a page never shows half a file).
@@ -157,6 +160,7 @@ def save_sample_grid(path, inputs, outputs, targets, heatmaps=None, *, reference
     info.add_itxt(_REFERENCE_KEY, reference_label)
   with atomic.atomic_path(path) as temporary:
     Image.fromarray(grid).save(temporary, format="PNG", pnginfo=info, compress_level=6)
+  return grid
 
 
 # ----------------------------------------------------------------------------
@@ -206,10 +210,10 @@ def _colour_bar_css() -> str:
   return "linear-gradient(to right, " + ", ".join(stops) + ")"
 
 
-def _grid_info(path: str) -> tuple[list[str], tuple[int, int] | None, str]:
+def _grid_info(path: epath.Path) -> tuple[list[str], tuple[int, int] | None, str]:
   """A grid's column names, pixel size (width, height) and reference label, or defaults."""
   try:
-    with Image.open(path) as image:
+    with path.open("rb") as f, Image.open(f) as image:
       names = image.info.get(_COLUMNS_KEY, "")
       reference = image.info.get(_REFERENCE_KEY, "")
       size = image.size
@@ -227,8 +231,8 @@ def _column_title(name: str, reference: str) -> str:
   return html.escape(name)
 
 
-def _sample_figure(workdir: str, filename: str, caption: str, eager: bool) -> str:
-  names, size, reference = _grid_info(os.path.join(workdir, "samples", filename))
+def _sample_figure(workdir: epath.Path, filename: str, caption: str, eager: bool) -> str:
+  names, size, reference = _grid_info(workdir / "samples" / filename)
   count = len(names)
   tile = (size[0] - GRID_GAP * (count + 1)) // count if size else 0
   if tile > 0 and tile * count + GRID_GAP * (count + 1) == size[0]:
@@ -262,9 +266,10 @@ def _sample_figure(workdir: str, filename: str, caption: str, eager: bool) -> st
           f'alt="{alt}"{image_attributes}{loading}></a></figure>')
 
 
-def _samples_section(workdir: str) -> str:
+def _samples_section(workdir: epath.Path) -> str:
   try:
-    filenames = os.listdir(os.path.join(workdir, "samples"))
+    storage.invalidate_cache(workdir / "samples")
+    filenames = [p.name for p in (workdir / "samples").iterdir()]
   except (FileNotFoundError, NotADirectoryError):
     filenames = []
   by_step = {}
@@ -286,11 +291,9 @@ def _samples_section(workdir: str) -> str:
   return "".join(parts)
 
 
-def _config_section(workdir: str) -> str:
-  path = os.path.join(workdir, "config.json")
+def _config_section(workdir: epath.Path) -> str:
   try:
-    with open(path, encoding="utf-8", errors="replace") as f:
-      text = f.read()
+    text = (workdir / "config.json").read_bytes().decode("utf-8", errors="replace")
   except (FileNotFoundError, IsADirectoryError):
     return ""
   try:
@@ -300,10 +303,9 @@ def _config_section(workdir: str) -> str:
   return (f"<details><summary>config</summary><pre>{html.escape(text)}</pre></details>")
 
 
-def _image(path: str, alt: str) -> str:
-  # The modification time in the query makes browsers reload a plot that was redrawn.
-  version = os.stat(path).st_mtime_ns
-  return f'<img class="plot" src="plots/{os.path.basename(path)}?v={version}" alt="{html.escape(alt)}">'
+def _image(name: str, alt: str) -> str:
+  # The time it was drawn in the query makes browsers reload a plot that was redrawn.
+  return f'<img class="plot" src="plots/{name}?v={time.time_ns()}" alt="{html.escape(alt)}">'
 
 
 _CSS = """
@@ -345,13 +347,12 @@ def write_report(workdir) -> str:
   Returns:
     The path of index.html.
   """
-  workdir = os.fspath(workdir)
-  plots_dir = os.path.join(workdir, "plots")
-  os.makedirs(plots_dir, exist_ok=True)
-  train, evals = read_metrics(os.path.join(workdir, "metrics.jsonl"))
+  workdir = storage.resolve(workdir, "workdir")
+  plots_dir = workdir / "plots"
+  train, evals = read_metrics(workdir)
 
   body = []
-  name = os.path.basename(os.path.normpath(os.path.abspath(workdir)))
+  name = workdir.name
   updated = datetime.datetime.now().strftime("%Y-%m-%d %H:%M:%S")
   progress = ""
   if train:
@@ -376,18 +377,18 @@ def write_report(workdir) -> str:
 
   body.append("<h2>Losses</h2>")
   if train:
-    plot_losses(train, os.path.join(plots_dir, "losses.png"))
-    body.append(_image(os.path.join(plots_dir, "losses.png"), "losses"))
+    plot_losses(train, plots_dir / "losses.png")
+    body.append(_image("losses.png", "losses"))
     body.append("<h2>Discriminator accuracy</h2>")
-    plot_accuracy(train, os.path.join(plots_dir, "accuracy.png"))
-    body.append(_image(os.path.join(plots_dir, "accuracy.png"), "discriminator accuracy"))
+    plot_accuracy(train, plots_dir / "accuracy.png")
+    body.append(_image("accuracy.png", "discriminator accuracy"))
   else:
     body.append('<p class="empty">No training metrics yet.</p>')
 
   if evals:
     body.append("<h2>Evaluation</h2>")
-    plot_eval(evals, os.path.join(plots_dir, "eval.png"))
-    body.append(_image(os.path.join(plots_dir, "eval.png"), "evaluation metrics"))
+    plot_eval(evals, plots_dir / "eval.png")
+    body.append(_image("eval.png", "evaluation metrics"))
     body.append(f"<details><summary>all evaluations ({len(evals)})</summary>"
                 f"{_eval_table(evals[::-1])}</details>")
 
@@ -398,7 +399,7 @@ def write_report(workdir) -> str:
           f"<title>pix2pix-jax \u00b7 {html.escape(name)}</title>"
           f"<style>{_CSS.replace('GRADIENT', _colour_bar_css())}</style></head>\n<body>\n"
           + "\n".join(part for part in body if part) + "\n</body></html>\n")
-  index = os.path.join(workdir, "index.html")
+  index = workdir / "index.html"
   with atomic.atomic_path(index) as temporary:
     temporary.write_text(page, encoding="utf-8")
-  return index
+  return os.fspath(index)

@@ -13,16 +13,15 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import json
-import os
-import pathlib
 from typing import Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+from etils import epath
 from flax import traverse_util
 
-from pix2pix_jax import models
+from pix2pix_jax import metrics_log, models, storage
 
 
 @dataclasses.dataclass(frozen=True)
@@ -111,9 +110,10 @@ def _size(num_bytes: int) -> str:
   raise AssertionError("unreachable")
 
 
-def checkpoints_section(workdir: pathlib.Path) -> str:
+def checkpoints_section(workdir: epath.Path) -> str:
   directory = workdir / "checkpoints"
   steps = []
+  storage.invalidate_cache(directory)
   if directory.is_dir():
     steps = sorted((int(p.name), p) for p in directory.iterdir()
                    if p.is_dir() and p.name.isdigit())
@@ -122,30 +122,28 @@ def checkpoints_section(workdir: pathlib.Path) -> str:
     return "\n".join(lines + [f"None in {directory}.", ""])
   lines += [f"In {directory}:", "", "| step | size | written |", "|---:|---:|---|"]
   for step, path in steps:
-    files = [pathlib.Path(root) / f for root, _, names in os.walk(path) for f in names]
-    size = sum(f.stat().st_size for f in files)
-    written = datetime.datetime.fromtimestamp(max(f.stat().st_mtime for f in files))
+    stats = [f.stat() for f in storage.files(path)]
+    size = sum(s.length for s in stats)
+    written = datetime.datetime.fromtimestamp(max(s.mtime for s in stats))
     lines.append(f"| {step} | {_size(size)} | {written:%Y-%m-%d %H:%M} |")
   return "\n".join(lines + [""])
 
 
-def latest_evaluations(workdir: pathlib.Path) -> list[dict[str, Any]]:
+def latest_evaluations(workdir: epath.Path) -> list[dict[str, Any]]:
   """The newest evaluation per (split, mode): from training (metrics.jsonl) or --mode=eval."""
   records = []
-  metrics = workdir / "metrics.jsonl"
-  if metrics.is_file():
-    for line in metrics.read_text().splitlines():
-      try:
-        record = json.loads(line)
-      except json.JSONDecodeError:
-        continue  # a line cut short by a kill
-      if record.get("kind") == "eval":
-        periodic = workdir / "eval" / f"step_{record['step']:08d}.json"
-        try:  # the image count is in the evaluation's own file
-          record["num_images"] = json.loads(periodic.read_text())["num_images"]
-        except (OSError, KeyError, ValueError):
-          pass
-        records.append({**record, "source": "training"})
+  for line in metrics_log.read_lines(workdir):
+    try:
+      record = json.loads(line)
+    except json.JSONDecodeError:
+      continue  # a line cut short by a kill
+    if isinstance(record, dict) and record.get("kind") == "eval":
+      periodic = workdir / "eval" / f"step_{record['step']:08d}.json"
+      try:  # the image count is in the evaluation's own file
+        record["num_images"] = json.loads(periodic.read_text())["num_images"]
+      except (OSError, KeyError, ValueError):
+        pass
+      records.append({**record, "source": "training"})
   for path in sorted((workdir / "eval").glob("*.json")):
     try:
       result = json.loads(path.read_text())
@@ -161,7 +159,7 @@ def latest_evaluations(workdir: pathlib.Path) -> list[dict[str, Any]]:
   return [latest[k] for k in sorted(latest)]
 
 
-def evaluation_section(workdir: pathlib.Path) -> str:
+def evaluation_section(workdir: epath.Path) -> str:
   lines = ["## Latest evaluation", ""]
   evaluations = latest_evaluations(workdir)
   if not evaluations:

@@ -6,9 +6,16 @@ everywhere and call it unconditionally; a disabled writer does nothing and creat
 
 from __future__ import annotations
 
+import os
+import pathlib
+import shutil
+import tempfile
 from collections.abc import Mapping
 
 import numpy as np
+from etils import epath
+
+from pix2pix_jax import storage
 
 
 class MetricWriter:
@@ -18,11 +25,35 @@ class MetricWriter:
     self.logdir = logdir
     self.enabled = enabled
     self._writer = None
-    if enabled:
-      # Imported here so that processes that never write need not load it.
-      from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
+    self._parts = 0
+    # Object storage has no append: events go to a local folder, uploaded by `sync` as new
+    # files (TensorBoard reads every event file of a run's folder).
+    self._local = None
+    if enabled and storage.is_remote(logdir):
+      self._local = tempfile.mkdtemp(prefix="pix2pix_tensorboard_")
+    self._open()
 
-      self._writer = SummaryWriter(logdir=str(logdir))
+  def _open(self) -> None:
+    if not self.enabled:
+      return
+    # Imported here so that processes that never write need not load it.
+    from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
+    self._parts += 1
+    self._writer = SummaryWriter(logdir=self._local or str(self.logdir),
+                                 filename_suffix=f".{os.getpid()}.{self._parts}")
+
+  def sync(self) -> None:
+    """Object storage: uploads the events written so far as one new file."""
+    if self._local is not None and self._writer is not None:
+      self._upload()
+      self._open()
+
+  def _upload(self) -> None:
+    self._writer.close()
+    for name in sorted(os.listdir(self._local)):
+      local = os.path.join(self._local, name)
+      (epath.Path(self.logdir) / name).write_bytes(pathlib.Path(local).read_bytes())
+      os.remove(local)
 
   def write_scalars(self, step: int, scalars: Mapping[str, float]) -> None:
     """Logs each value (Python, numpy or 0-d jax numbers) under its name at `step`."""
@@ -48,8 +79,13 @@ class MetricWriter:
 
   def close(self) -> None:
     if self._writer is not None:
+      if self._local is not None:
+        self._upload()
       self._writer.close()
       self._writer = None
+    if self._local is not None:
+      shutil.rmtree(self._local, ignore_errors=True)
+      self._local = None
 
   def __enter__(self) -> MetricWriter:
     return self

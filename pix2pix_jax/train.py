@@ -1,15 +1,7 @@
 """One pure pix2pix training step: the D update, then the G update, in the authors' order.
 
-The step follows the authors' `Pix2PixModel.optimize_parameters`:
-1. fake_B = G(real_A), in train mode (batch statistics, dropout).
-2. D update on the detached fake pair and the real pair; loss
-   ½[GAN(D(A, fake), 0) + GAN(D(A, B), 1)] (+ λ_GP times the authors' gradient penalty on the two
-   pairs, for wgangp with λ_GP > 0).
-3. G update through the *updated* D: GAN(D(A, fake), 1) + λ·‖fake_B - real_B‖₁.
-D runs three times in train mode (fake, real, fake; with the penalty a fourth pass after the real
-one), each on its own batch statistics, and its running statistics are updated each time,
-exactly as in PyTorch. G's forward pass is computed once and reused for its gradient through
-`jax.vjp`.
+`train_step` follows the authors' `Pix2PixModel.optimize_parameters` exactly, down to the batch
+statistics each network pass uses and updates.
 """
 
 from __future__ import annotations
@@ -32,6 +24,17 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], *, generator: nn.
                d_tx: optax.GradientTransformation, gan_mode: str, lambda_l1: float,
                lambda_gp: float = 0.0) -> tuple[TrainState, Metrics]:
   """Returns the next state and this step's metrics. Pure: jit it once.
+
+  As the authors' `Pix2PixModel.optimize_parameters`:
+  1. fake_B = G(real_A), in train mode (batch statistics, dropout).
+  2. D update on the detached fake pair and the real pair; loss
+     ½[GAN(D(A, fake), 0) + GAN(D(A, B), 1)] (+ λ_GP times the authors' gradient penalty on the
+     two pairs, for wgangp with λ_GP > 0).
+  3. G update through the *updated* D: GAN(D(A, fake), 1) + λ·‖fake_B - real_B‖₁.
+  D runs three times in train mode (fake, real, fake; with the penalty a fourth pass after the
+  real one), each on its own batch statistics, and its running statistics are updated each
+  time, exactly as in PyTorch. G's forward pass is computed once and reused for its gradient
+  through `jax.vjp`.
 
   `batch["A"]` (input) and `batch["B"]` (target) are NHWC images: uint8 as the input pipeline
   reads them, or float32 already in [-1, 1].

@@ -4,6 +4,8 @@ import os
 import pathlib
 import sys
 
+import pytest
+
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 # The real CMP facades (the authors' facades/ folder: train/, val/), where the environment
 # variable PIX2PIX_FACADES_DIR points (CI sets it); tests that need them skip without it.
@@ -32,3 +34,17 @@ def pytest_collection_modifyitems(items):
     name = item.path.stem
     return LONGEST_FIRST.index(name) if name in LONGEST_FIRST else len(LONGEST_FIRST)
   items.sort(key=rank)  # stable: tests keep their order within a module
+
+
+@pytest.fixture(scope="session")
+def gcs(tmp_path_factory):
+  """A GCS server on 127.0.0.1 for this test worker, with the clients of this process (and of
+  the launches it starts) pointed at it; yields it, reaps it at the end."""
+  import gcs_server
+  server = gcs_server.GcsServer(tmp_path_factory.mktemp("gcs") / "server.log")
+  previous = gcs_server.apply(server.environment())
+  try:
+    yield server
+  finally:
+    gcs_server.restore(previous)
+    server.stop()

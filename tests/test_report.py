@@ -123,11 +123,11 @@ def test_read_metrics_skips_partial_lines_and_keeps_the_resumed_run(tmp_path):
   lines += ["not json", "[1, 2]", _train_line(20, g_gan=9.0), _eval_line(20, psnr=99.0),
             _eval_line(20, mode="eval"), _train_line(30, g_gan=8.0), '{"kind": "train", "ste']
   (tmp_path / "metrics.jsonl").write_text("\n".join(lines))
-  train, evals = plots.read_metrics(tmp_path / "metrics.jsonl")
+  train, evals = plots.read_metrics(tmp_path)
   assert [r["step"] for r in train] == [0, 10, 20, 30]
   assert [r["g_gan"] for r in train[2:]] == [9.0, 8.0]
   assert sorted((r["mode"], r["psnr"]) for r in evals) == [("eval", 15.0), ("paper", 99.0)]
-  assert plots.read_metrics(tmp_path / "missing.jsonl") == ([], [])
+  assert plots.read_metrics(tmp_path / "missing") == ([], [])
 
 
 def test_ema_is_bias_corrected_and_skips_nan():

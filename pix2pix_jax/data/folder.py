@@ -32,13 +32,13 @@ file raises `BadImageError` naming it.
 from __future__ import annotations
 
 import os
-import pathlib
 import re
 import threading
 from collections.abc import Sequence
 
 import numpy as np
 from absl import logging
+from etils import epath
 
 from pix2pix_jax import errors
 from pix2pix_jax.data import images
@@ -60,9 +60,9 @@ def natural_key(name: str) -> tuple:
   return tuple(int(p) if i % 2 else p.lower() for i, p in enumerate(parts)), name
 
 
-def list_images(folder: str | os.PathLike) -> list[pathlib.Path]:
+def list_images(folder: str | os.PathLike) -> list[epath.Path]:
   """Image files directly inside `folder`, in natural order, hidden files left out."""
-  folder = pathlib.Path(folder)
+  folder = epath.Path(folder)
   found = [
       p for p in folder.iterdir()
       if p.suffix.lower() in images.IMAGE_EXTENSIONS and not p.name.startswith(".") and p.is_file()
@@ -72,7 +72,7 @@ def list_images(folder: str | os.PathLike) -> list[pathlib.Path]:
 
 def list_splits(root: str | os.PathLike) -> list[str]:
   """Names of the non-hidden subfolders of `root`, sorted."""
-  root = pathlib.Path(root)
+  root = epath.Path(root)
   if not root.is_dir():
     return []
   return sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
@@ -80,7 +80,7 @@ def list_splits(root: str | os.PathLike) -> list[str]:
 
 def detect_layout(root: str | os.PathLike, split: str) -> str:
   """Returns "paired" if `root/split` has A/ and B/ subfolders, else "aligned"."""
-  split_dir = pathlib.Path(root) / split
+  split_dir = epath.Path(root) / split
   if (split_dir / "A").is_dir() and (split_dir / "B").is_dir():
     return "paired"
   return "aligned"
@@ -93,9 +93,9 @@ def folder_source(root: str | os.PathLike, split: str, skip_bad: bool = False):
   return AlignedFolderSource(root, split, skip_bad=skip_bad)
 
 
-def _split_dir(root: str | os.PathLike, split: str) -> pathlib.Path:
+def _split_dir(root: str | os.PathLike, split: str) -> epath.Path:
   """Checks that `root/split` exists, with errors that say what to pass instead."""
-  root_path = pathlib.Path(root)
+  root_path = epath.Path(root)
   if not root_path.is_dir():
     raise errors.DataNotFoundError(
         f"dataset folder {root} does not exist. Pass the folder that holds the split "
@@ -113,9 +113,9 @@ def _split_dir(root: str | os.PathLike, split: str) -> pathlib.Path:
   return split_dir
 
 
-def _stems(paths: Sequence[pathlib.Path], folder: pathlib.Path) -> list[str]:
+def _stems(paths: Sequence[epath.Path], folder: epath.Path) -> list[str]:
   """File stems, with an error if two files share one (e.g. 1.jpg and 1.png)."""
-  seen: dict[str, pathlib.Path] = {}
+  seen: dict[str, epath.Path] = {}
   duplicates = []
   for path in paths:
     if path.stem in seen:
@@ -143,7 +143,7 @@ class _FolderSource:
   and `_check_file` for file index i, then call `_index_files`.
   """
 
-  _where: pathlib.Path
+  _where: epath.Path
 
   def _read_file(self, index: int) -> dict:
     raise NotImplementedError
@@ -237,7 +237,7 @@ class AlignedFolderSource(_FolderSource):
   """Aligned A|B images in `root/split/` (any of `images.IMAGE_EXTENSIONS`): A left, B right."""
 
   def __init__(self, root: str | os.PathLike, split: str, skip_bad: bool = False):
-    self.root = pathlib.Path(root)
+    self.root = epath.Path(root)
     self.split = split
     split_dir = _split_dir(root, split)
     self.paths = list_images(split_dir)
@@ -277,7 +277,7 @@ class PairedFolderSource(_FolderSource):
   """
 
   def __init__(self, root: str | os.PathLike, split: str, skip_bad: bool = False):
-    self.root = pathlib.Path(root)
+    self.root = epath.Path(root)
     self.split = split
     split_dir = _split_dir(root, split)
     folders = {side: split_dir / side for side in ("A", "B")}

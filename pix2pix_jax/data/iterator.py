@@ -1,20 +1,8 @@
 """The training batches of one process: read by threads or worker processes, placed ahead.
 
-`TrainIterator` walks a `grain.MapDataset` of local batches (`pipeline.train_dataset`) by
-position. Its state is the number of batches it has returned, `{"next_index": n}` (the format of
-grain's own in-process iterator), so a checkpoint does not depend on how the batches were read:
-a run saved with 4 worker processes resumes with none, and the other way round. Batches are
-identical whatever the number of workers, because every example's augmentation is a function of
-its position in the stream and worker processes take interleaved positions (worker i of k reads
-positions i, i + k, ...) that are merged back in order (`workers.WorkerPool`).
-
-`place` (e.g. building the global `jax.Array` sharded over the mesh) runs `ahead` batches in
-advance, so the next batch is already on its way to the devices while the current step runs.
-The state still counts only the batches handed out: a resumed run sees exactly the batches an
-uninterrupted one would.
-
-This module imports no JAX: worker processes unpickle the dataset, and with it only the data
-modules.
+`TrainIterator`'s checkpointed state is its position in the stream of batches alone, so a run
+resumes at exactly the next batch, with any number of workers. This module imports no JAX:
+worker processes unpickle the dataset, and with it only the data modules.
 """
 
 from __future__ import annotations
@@ -37,8 +25,8 @@ def resolve_num_workers(num_workers: int | str, backend: str) -> int:
   """`data.num_workers` as a number of worker processes on a host of `backend`.
 
   "auto": none on CPU-only hosts (there the training step itself uses every core, and reading in
-  threads of the training process is at least as fast: docs/benchmarks.md); on GPU/TPU hosts one
-  per core up to `MAX_AUTO_WORKERS`, leaving one core to the training process.
+  threads of the training process is as fast: docs/benchmarks.md, section "Input pipeline"); on
+  GPU/TPU hosts one per core up to `MAX_AUTO_WORKERS`, leaving one core to the training process.
   """
   if num_workers == "auto":
     if backend == "cpu":
@@ -56,6 +44,15 @@ def resolve_num_workers(num_workers: int | str, backend: str) -> int:
 
 class TrainIterator:
   """Batches of `dataset` from position `next_index` on; checkpointable by grain's handler.
+
+  The state is the number of batches returned, `{"next_index": n}` (the format of grain's own
+  in-process iterator), so a checkpoint does not depend on how the batches were read: a run
+  saved with 4 worker processes resumes with none, and the other way round. Batches are the
+  same whatever the number of workers: every example's augmentation is a function of its
+  position, and worker i of k reads positions i, i + k, ..., merged back in order
+  (`workers.WorkerPool`). `place` (e.g. building the global sharded `jax.Array`) runs `ahead`
+  batches in advance, so a batch's transfer overlaps the running step; the state still counts
+  only the batches handed out.
 
   Args:
     dataset: an (infinite) MapDataset of this process's batches.

@@ -1,23 +1,15 @@
 """The input pipeline: source → grain (shuffle, augment, batch) → per-process batches.
 
 Every example's randomness is a function of (config.seed, its global position in the stream),
-and global positions are the same whatever the number of processes or devices, so
-
-* two runs with the same seed see the same batches with the same crops and flips;
-* process p of P loads only rows [p·L, (p+1)·L) of each global batch of G = P·L rows;
-* the iterator's position is saved in the checkpoint, so a resumed run continues at exactly the
-  next batch (`checkpointing.py`).
-
-Augmentation is the authors' `get_transform` (data/base_dataset.py): optional grayscale, resize
-(bicubic) to `load_size`, random crop `crop_size`, random horizontal flip — the same crop and flip
-for A and B — then scaling to [-1, 1].
+so runs with the same seed see the same batches whatever the number of processes or devices,
+and a resumed run continues at exactly the next batch (`TrainStream`). Augmentation is the
+authors' `get_transform` (`Transform`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
-import os
 import sys
 from typing import Any, Iterator
 
@@ -25,7 +17,7 @@ import grain
 import numpy as np
 from PIL import Image
 
-from pix2pix_jax import errors, pixels
+from pix2pix_jax import errors, pixels, storage
 from pix2pix_jax.data import datasets
 from pix2pix_jax.data.iterator import TrainIterator, resolve_num_workers
 
@@ -35,8 +27,12 @@ DIRECTIONS = ("AtoB", "BtoA")
 
 @dataclasses.dataclass(frozen=True)
 class Transform:
-  """The static preprocessing settings (a plain picklable value, not the config; its fields
-  are checked by `config_check`)."""
+  """The authors' `get_transform` (data/base_dataset.py) with its static settings.
+
+  Optional grayscale, bicubic resize to `load_size`, random crop `crop_size`, random horizontal
+  flip (the same crop and flip for A and B), then scaling to [-1, 1]. A plain picklable value,
+  not the config; its fields are checked by `config_check`.
+  """
   direction: str = "AtoB"
   preprocess: str = "resize_and_crop"
   load_size: int = 286
@@ -180,7 +176,8 @@ def _dataset_source(config, split: str):
                             else d.crop_size, seed=config.seed * 10 + offset).rendered()
   if name == datasets.FOLDER:
     from pix2pix_jax.data.folder import folder_source
-    return folder_source(os.path.expanduser(d.data_dir), split, skip_bad=d.skip_bad_images)
+    return folder_source(storage.resolve(d.data_dir, "--config.data.data_dir"), split,
+                         skip_bad=d.skip_bad_images)
   if datasets.is_known(name):
     from pix2pix_jax.data import tfds_builder
     if name in datasets.AUTHORS:
@@ -282,7 +279,7 @@ class TrainStream(grain.MapDataset):
   batch depends on its index alone: threads and worker processes may read batches in any order.
 
   One dataset instead of grain's source → shuffle → repeat → random_map → batch chain: the same
-  stream at a fraction of the per-example bookkeeping (docs/benchmarks.md, "Input pipeline").
+  stream with less per-example bookkeeping (docs/benchmarks.md, section "Input pipeline").
   """
 
   def __init__(self, source, transform: Transform, *, seed: int, global_batch: int,

@@ -18,12 +18,14 @@ from __future__ import annotations
 
 import os
 import pathlib
+import shutil
 import sys
+import tempfile
 
 import tensorflow_datasets as tfds
-from absl import flags
+from absl import flags, logging
 
-from pix2pix_jax import cli, errors
+from pix2pix_jax import atomic, cli, errors, storage
 from pix2pix_jax.data import datasets, folder, tfds_builder
 
 DATASETS = list(datasets.AUTHORS)
@@ -65,7 +67,7 @@ def make_builder(
     skip_bad: bool = False,
 ) -> tfds.core.DatasetBuilder:
   """The builder of `pix2pix/<dataset>`, or of `pix2pix_folder/<name>` for dataset "folder"."""
-  data_dir = os.fspath(pathlib.Path(data_dir or tfds.core.constants.DATA_DIR).expanduser())
+  data_dir = os.fspath(storage.resolve(data_dir or tfds.core.constants.DATA_DIR, "--data_dir"))
   if dataset == "folder":
     if not name:
       raise errors.UsageError("--dataset folder needs --name, the name to store the dataset "
@@ -93,15 +95,30 @@ def prepare(
 
   A no-op when already prepared, unless `overwrite`.
 
+  A `data_dir` in a bucket (gs://) is prepared in a local folder and uploaded, as array_record
+  writes local files only.
+
   Returns:
-    The builder: `builder.data_dir` is where the records are, `builder.info.splits`
-    what they hold.
+    The builder: `builder.info.splits` is what the records hold; `builder.data_dir` where they
+    are (for a bucket: the local copy they are read from).
   """
-  builder = make_builder(
-      dataset, data_dir, name=name, allow_download=allow_download, skip_bad=skip_bad)
-  prepare_builder(builder, manual_dir=source_dir if dataset == "folder" else manual_dir,
-                  overwrite=overwrite)
-  return builder
+  manual_dir = source_dir if dataset == "folder" else manual_dir
+  if data_dir is None or not storage.is_remote(data_dir):
+    builder = make_builder(
+        dataset, data_dir, name=name, allow_download=allow_download, skip_bad=skip_bad)
+    prepare_builder(builder, manual_dir=manual_dir, overwrite=overwrite)
+    return builder
+  root = storage.resolve(data_dir, "--data_dir")
+  with tempfile.TemporaryDirectory(prefix="pix2pix_prepare_") as staging:
+    builder = make_builder(
+        dataset, staging, name=name, allow_download=allow_download, skip_bad=skip_bad)
+    target = root / pathlib.Path(builder.data_dir).relative_to(staging).as_posix()
+    if overwrite or not atomic.is_complete(target):
+      prepare_builder(builder, manual_dir=manual_dir, overwrite=overwrite)
+      logging.info("Uploading the prepared records to %s", target)
+      with atomic.atomic_path(target) as temporary:
+        shutil.copytree(builder.data_dir, temporary)
+  return tfds.builder_from_directory(tfds_builder.local_copy(target))
 
 
 def prepare_builder(
@@ -115,20 +132,20 @@ def prepare_builder(
     if not manual_dir:
       raise errors.UsageError("--dataset folder needs --source_dir, the folder whose subfolders "
                               "are splits.")
-    if not pathlib.Path(manual_dir).expanduser().is_dir():
+    if not storage.resolve(manual_dir, "--source_dir").is_dir():
       raise errors.PathNotFoundError(f"--source_dir {manual_dir}: no such folder; give the "
                                      "folder whose subfolders (train/, val/) hold the pairs.")
   mode = (tfds.download.GenerateMode.REUSE_CACHE_IF_EXISTS if overwrite
           else tfds.download.GenerateMode.REUSE_DATASET_IF_EXISTS)
   builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
-      manual_dir=manual_dir and os.fspath(pathlib.Path(manual_dir).expanduser()),
+      manual_dir=manual_dir and os.fspath(storage.resolve(manual_dir, "--manual_dir")),
       download_mode=mode,
   ))
 
 
 def _describe_folder(source_dir: str) -> None:
   """Prints the layout found for each split folder before building."""
-  root = pathlib.Path(source_dir)
+  root = storage.resolve(source_dir, "--source_dir")
   for split in folder.list_splits(root):
     layout = folder.detect_layout(root, split)
     images_dir = root / split / "A" if layout == "paired" else root / split
@@ -146,7 +163,7 @@ def run(argv: list[str]) -> None:
   if _DATASET.value == "folder":
     if not _SOURCE_DIR.value or not _NAME.value:
       raise errors.UsageError("--dataset folder needs --source_dir and --name.")
-    if not pathlib.Path(_SOURCE_DIR.value).expanduser().is_dir():
+    if not storage.resolve(_SOURCE_DIR.value, "--source_dir").is_dir():
       raise errors.PathNotFoundError(f"--source_dir {_SOURCE_DIR.value}: no such folder; give "
                                      "the folder whose subfolders (train/, val/) hold the pairs.")
     print(f"Preparing {_SOURCE_DIR.value} as pix2pix_folder/{_NAME.value}:")
@@ -155,16 +172,17 @@ def run(argv: list[str]) -> None:
   else:
     print(f"Preparing pix2pix/{_DATASET.value}")
     full_name = f"pix2pix/{_DATASET.value}"
-  builder = make_builder(_DATASET.value, _DATA_DIR.value, name=_NAME.value,
-                         allow_download=_DOWNLOAD.value, skip_bad=_SKIP_BAD.value)
-  if builder.data_path.exists() and not _OVERWRITE.value:
-    print("Already prepared: nothing to do (--overwrite rebuilds it).")
-  prepare_builder(
-      builder, manual_dir=_SOURCE_DIR.value if _DATASET.value == "folder" else _MANUAL_DIR.value,
-      overwrite=_OVERWRITE.value)
+  data_dir = storage.resolve(_DATA_DIR.value or tfds.core.constants.DATA_DIR, "--data_dir")
+  storage.check_bucket(data_dir, "--data_dir", write=True)
+  builder = prepare(_DATASET.value, data_dir, manual_dir=_MANUAL_DIR.value,
+                    source_dir=_SOURCE_DIR.value, name=_NAME.value,
+                    allow_download=_DOWNLOAD.value, skip_bad=_SKIP_BAD.value,
+                    overwrite=_OVERWRITE.value)
   splits = ", ".join(f"{s} {info.num_examples}" for s, info in builder.info.splits.items())
-  print(f"{full_name} is prepared at {builder.data_dir} ({splits} examples).")
-  print(f"Read it with TfdsSource({full_name!r}, split, data_dir={str(builder.data_dir_root)!r}).")
+  print(f"{full_name} is prepared at {data_dir / full_name / str(builder.info.version)} "
+        f"({splits} examples).")
+  print(f"Read it with TfdsSource({full_name!r}, split, data_dir={os.fspath(data_dir)!r}); "
+        f"train on it with --config.data.tfds_data_dir={os.fspath(data_dir)}.")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,23 +1,9 @@
 """Synthetic facades: procedural label-map/photo pairs that need no download.
 
-pix2pix's facades task (Isola et al. 2017) translates CMP Facades label maps into photos of
-buildings. This module draws a random facade per example (floors, a grid of windows, sills,
-cornices, balconies, pillars, a door or a shop front), paints it as a label map in the CMP colour
-scheme, and renders a "photo" of the same layout. The photo is a fixed function of the layout and
-a handful of per-building style parameters (wall material, glass, frames, light), plus mild
-noise, so a small U-Net learns labels -> photo within minutes on a CPU. That lets the quickstart
-and the tests train end to end offline, with the same pairing as the real data:
-
-* ``"a"`` is the photo (the left half of the authors' aligned facades images),
-* ``"b"`` is the label map (the right half); the paper's direction for facades is BtoA.
-
-Every example is a pure function of ``(seed, index)`` through ``np.random.default_rng([seed,
-index])``, so the source is deterministic, thread-safe and random access, as
-``grain.MapDataset.source`` expects. A training run renders its splits once
-(``SyntheticFacades.rendered``) and augments them from memory.
-
-Rendering is vectorised numpy (slice assignments per element, masked array maths per class);
-docs/benchmarks.md has its speed.
+Each example is a random facade layout painted as a CMP Facades label map and rendered as a
+"photo", so a small U-Net learns labels → photo quickly and the quickstart and tests train end
+to end offline. As in the authors' aligned facades images, "a" is the photo and "b" the label
+map (the paper's direction for facades is BtoA).
 """
 
 from __future__ import annotations
@@ -58,6 +44,10 @@ MIN_IMAGE_SIZE = 16
 
 class SyntheticFacades:
   """Random-access source of synthetic facades pairs.
+
+  Every example is a pure function of ``(seed, index)`` through
+  ``np.random.default_rng([seed, index])``, so the source is deterministic, thread-safe and
+  random access, as ``grain.MapDataset.source`` expects.
 
   Args:
     num_examples: number of examples; indices run over ``[0, num_examples)``.
@@ -328,7 +318,11 @@ def _smooth_noise(rng: np.random.Generator, size: int, cells: int) -> np.ndarray
 
 
 def _render_photo(canvas: _Canvas, rng: np.random.Generator) -> np.ndarray:
-  """Renders a photo-like uint8 image of the layout with random per-building style."""
+  """Renders a photo-like uint8 image of the layout with random per-building style.
+
+  The photo is a fixed function of the layout and a few style parameters (wall material, glass,
+  frames, light) plus mild noise: simple enough for a small U-Net to learn quickly.
+  """
   size = canvas.size
   classes, u, v, edge = canvas.classes, canvas.u, canvas.v, canvas.edge
   ramp = (np.arange(size, dtype=np.float32) + 0.5) / size  # 0 at the top/left, 1 at bottom/right

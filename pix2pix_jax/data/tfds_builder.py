@@ -19,6 +19,7 @@ Pillow and the records are array_record files, read back through
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import os
 import pathlib
 import re
@@ -33,7 +34,7 @@ import tqdm
 from absl import logging
 from etils import epath
 
-from pix2pix_jax import atomic, errors
+from pix2pix_jax import atomic, errors, storage
 from pix2pix_jax.data import datasets, folder, images
 
 URL_PATTERN = "http://efrosgans.eecs.berkeley.edu/pix2pix/datasets/{name}.tar.gz"
@@ -82,7 +83,7 @@ class Pix2pixConfig(tfds.core.BuilderConfig):
   split_folders: dict[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)
 
 
-def _missing_data_error(name: str, manual_dir: pathlib.Path, splits, downloadable: bool, reason: str):
+def _missing_data_error(name: str, manual_dir: epath.Path, splits, downloadable: bool, reason: str):
   """The error raised when no source data is found: says what to put where."""
   options = [
       f"  - the authors' archive at {manual_dir / (name + '.tar.gz')}"
@@ -101,7 +102,7 @@ def _missing_data_error(name: str, manual_dir: pathlib.Path, splits, downloadabl
   return errors.DataNotFoundError(text)
 
 
-def _has_images(path: pathlib.Path) -> bool:
+def _has_images(path: epath.Path) -> bool:
   if not path.is_dir():
     return False
   return bool(folder.list_images(path)) or folder.detect_layout(path.parent, path.name) == "paired"
@@ -121,17 +122,16 @@ class _PairsBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     """As TFDS's builders; `skip_bad=True` leaves out corrupt source images (see folder.py)."""
     super().__init__(file_format=file_format, **kwargs)
     self._skip_bad = skip_bad
-    self._manual_dir_in_use: pathlib.Path | None = None
+    self._manual_dir_in_use: epath.Path | None = None
 
   def download_and_prepare(self, *, download_dir=None, download_config=None, **kwargs):
     """As TFDS's, a no-op when already prepared; the manual dir defaults as in TFDS."""
     download_config = download_config or tfds.download.DownloadConfig()
     # These datasets are never on TFDS's GCS mirror: do not ask it over the network.
     download_config = dataclasses.replace(download_config, try_download_gcs=False)
-    default_downloads = pathlib.Path(download_dir or (self.data_dir_root / "downloads"))
-    self._manual_dir_in_use = pathlib.Path(
-        download_config.manual_dir or default_downloads / "manual"
-    ).expanduser()
+    default_downloads = epath.Path(download_dir or (self.data_dir_root / "downloads"))
+    self._manual_dir_in_use = storage.resolve(
+        download_config.manual_dir or default_downloads / "manual", "data.manual_dir")
     super().download_and_prepare(
         download_dir=download_dir, download_config=download_config, **kwargs
     )
@@ -143,7 +143,7 @@ class _PairsBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
         "name": tfds.features.Text(),
     })
 
-  def _generate_examples(self, root: pathlib.Path, folder_name: str):
+  def _generate_examples(self, root: epath.Path, folder_name: str):
     """Yields (stem, example) for every pair in `root/folder_name`, in parallel."""
     source = folder.folder_source(root, folder_name, skip_bad=self._skip_bad)
     logging.info("Writing %d pairs from %s", len(source), root / folder_name)
@@ -218,10 +218,10 @@ class Pix2pix(_PairsBuilder):
           f"{root} holds none of the split folders {', '.join(config.splits)}")
     return generators
 
-  def _manual_dir(self) -> pathlib.Path:
+  def _manual_dir(self) -> epath.Path:
     return self._manual_dir_in_use or self.data_dir_root / "downloads" / "manual"
 
-  def _find_source(self, dl_manager) -> pathlib.Path:
+  def _find_source(self, dl_manager) -> epath.Path:
     """The folder holding the split folders: manual dir first, then the download."""
     config = self.builder_config
     name = config.name
@@ -232,7 +232,7 @@ class Pix2pix(_PairsBuilder):
         logging.info("pix2pix/%s: reading the extracted folder %s", name, candidate)
         return candidate
     tarball = manual_dir / f"{name}.tar.gz"
-    extract_root = pathlib.Path(dl_manager.download_dir) / "extracted"
+    extract_root = epath.Path(dl_manager.download_dir) / "extracted"
     if tarball.is_file():
       return extract_tarball(tarball, extract_root) / name
     if not config.downloadable:
@@ -243,14 +243,14 @@ class Pix2pix(_PairsBuilder):
                                 "downloading is off and the manual dir has none")
     url = URL_PATTERN.format(name=name)
     try:
-      tarball = download(url, pathlib.Path(dl_manager.download_dir) / f"{name}.tar.gz")
+      tarball = download(url, epath.Path(dl_manager.download_dir) / f"{name}.tar.gz")
     except OSError as e:  # No network, HTTP error, timeout: say how to go offline.
       raise _missing_data_error(name, manual_dir, config.splits, True,
                                 f"downloading {url} failed ({e})") from e
     return extract_tarball(tarball, extract_root) / name
 
 
-def download(url: str, destination: pathlib.Path) -> pathlib.Path:
+def download(url: str, destination: epath.Path) -> epath.Path:
   """Downloads `url` to `destination` with a progress bar; a no-op if it is there.
 
   TFDS's own downloader retries an unreachable host for minutes; this fails at
@@ -272,18 +272,19 @@ def download(url: str, destination: pathlib.Path) -> pathlib.Path:
   return destination
 
 
-def extract_tarball(tarball: pathlib.Path, extract_root: pathlib.Path) -> pathlib.Path:
+def extract_tarball(tarball: epath.Path, extract_root: epath.Path) -> epath.Path:
   """Extracts `tarball` into `extract_root/<tarball name>/`; a no-op if done before.
 
   Python's tarfile rather than TFDS's extractor, which needs TensorFlow.
   """
   destination = extract_root / tarball.name
-  if destination.is_dir():
+  if atomic.is_complete(destination):
     logging.info("Reusing the extracted %s", destination)
     return destination
   logging.info("Extracting %s to %s", tarball, destination)
   try:
-    with atomic.atomic_path(destination) as partial, tarfile.open(tarball) as archive:
+    with atomic.atomic_path(destination) as partial, tarball.open("rb") as file, \
+        tarfile.open(fileobj=file) as archive:
       partial.mkdir()
       for member in tqdm.tqdm(archive, unit=" files", desc=f"Extracting {tarball.name}"):
         # The "data" filter refuses absolute paths, links out of the folder and devices.
@@ -354,13 +355,15 @@ class Pix2pixFolder(_PairsBuilder):
     return {split: self._generate_examples(root, split) for split in splits}
 
 
-def _prepared_dir(name: str, data_dir: pathlib.Path) -> pathlib.Path:
+def _prepared_dir(name: str, data_dir: epath.Path) -> epath.Path:
   """`data_dir/<builder>/<config>/<version>` of a prepared dataset, newest version."""
   name, _, version = name.partition(":")
   dataset_dir = data_dir / name
+  storage.invalidate_cache(dataset_dir)
   versions = [] if not dataset_dir.is_dir() else [
       p for p in dataset_dir.iterdir()
       if re.fullmatch(r"\d+\.\d+\.\d+", p.name) and (p / "dataset_info.json").is_file()
+      and atomic.is_complete(p)
   ]
   if version:
     versions = [p for p in versions if p.name == version]
@@ -376,6 +379,26 @@ def _prepared_dir(name: str, data_dir: pathlib.Path) -> pathlib.Path:
         f"no prepared dataset {name}{':' + version if version else ''} in {data_dir}. "
         f"Prepare it first: {command}")
   return max(versions, key=lambda p: tuple(int(n) for n in p.name.split(".")))
+
+
+def local_copy(prepared: epath.Path) -> epath.Path:
+  """A prepared dataset in a bucket, copied once to this host's cache: array_record reads
+  local files only. The copy is keyed by the dataset's info, so a re-prepared one is copied
+  again."""
+  info = (prepared / "dataset_info.json").read_bytes()
+  key = hashlib.sha256(os.fspath(prepared).encode() + info).hexdigest()[:16]
+  cache = pathlib.Path(os.environ.get("XDG_CACHE_HOME") or pathlib.Path.home() / ".cache")
+  local = (cache / "pix2pix_jax" / "datasets" /
+           f"{prepared.parent.parent.name}_{prepared.parent.name}_{prepared.name}_{key}")
+  if not local.is_dir():
+    logging.info("Copying %s to %s (array_record reads local files)", prepared, local)
+    with atomic.atomic_path(local) as temporary:
+      for path in storage.files(prepared):
+        target = temporary / path.relative_to(prepared).as_posix()
+        if target.name != atomic.COMPLETE_MARKER:
+          target.parent.mkdir(parents=True, exist_ok=True)
+          target.write_bytes(path.read_bytes())
+  return epath.Path(local)
 
 
 def _text(value) -> str:
@@ -398,11 +421,15 @@ class TfdsSource:
     """
     self.name = name
     self.split = split
-    self.data_dir = pathlib.Path(data_dir or tfds.core.constants.DATA_DIR).expanduser()
+    self.data_dir = storage.resolve(data_dir or tfds.core.constants.DATA_DIR,
+                                    "data.tfds_data_dir")
     self._open()
 
   def _open(self):
-    builder = tfds.builder_from_directory(_prepared_dir(self.name, self.data_dir))
+    prepared = _prepared_dir(self.name, self.data_dir)
+    if storage.is_remote(prepared):
+      prepared = local_copy(prepared)
+    builder = tfds.builder_from_directory(prepared)
     available = {s: info.num_examples for s, info in builder.info.splits.items()}
     base = re.match(r"\w*", self.split).group(0)
     if available.get(base, 0) == 0:

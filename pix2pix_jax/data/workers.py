@@ -1,27 +1,9 @@
 """Worker processes that decode and augment training batches into reused shared memory.
 
-`WorkerPool(dataset, start, num_workers)` hands out `dataset[start]`, `dataset[start + 1]`, ...
-in order. The first, read in the training process, gives the layout of the slots; worker w of N
-reads the positions start + 1 + w, start + 1 + w + N, ... (with grain's in-process reader,
-`num_threads` threads) and writes each batch into one of its `depth` slots of a single
-shared-memory block; the training process copies the slot out and gives it back. So a batch
-costs the hand-over two copies of warm memory and a few bytes through a pipe, whatever its size.
-
-Why not grain's `mp_prefetch`: it puts every array of every batch into a shared-memory segment
-of its own, created by the worker and unlinked by the reader. Fresh pages fault on first touch,
-and creating, registering and unlinking a segment is a handful of system calls and messages to
-the resource tracker, per array. On a two-core virtual machine that came to more per batch than
-the whole hand-over here (docs/benchmarks.md, "Input pipeline"); reusing a few slots per worker
-pays it once.
-
-The block is an anonymous file (`memfd_create`, else an unlinked temporary file) passed to the
-workers as a descriptor: it has no name, so nothing is left behind however the run ends
-(kill -9 included). A worker whose parent dies sees its pipes close and exits. A batch whose
-arrays do not fit the slots (a `preprocess` that keeps each image's size) travels pickled through
-the pipe instead. An exception in a worker is raised by `__next__` with its type and message
-(the worker's traceback as its cause); a worker that dies is reported with its exit code.
-
-Like `iterator.py`, this module imports no JAX: the workers import only the data modules.
+Each worker writes its batches into a few slots of one shared-memory block, which the training
+process copies out and hands back. Unlike grain's `mp_prefetch`, which creates, faults in and
+unlinks a fresh segment per array per batch, this pays for the memory once (docs/benchmarks.md,
+section "Input pipeline"). Like `iterator.py`, this module imports no JAX.
 """
 
 from __future__ import annotations
@@ -134,6 +116,16 @@ class WorkerDiedError(errors.Pix2pixError, RuntimeError):
 
 class WorkerPool:
   """Batches `dataset[start]`, `dataset[start + 1]`, ... read by `num_workers` processes.
+
+  The first batch, read here, gives the layout of the slots; worker w of N reads positions
+  start + 1 + w, start + 1 + w + N, ... (with grain's in-process reader, `num_threads` threads)
+  into its `depth` slots, so a batch costs two copies of warm memory and a few bytes through a
+  pipe, whatever its size. The block is an anonymous file (`memfd_create`, else an unlinked
+  temporary file) passed as a descriptor, so nothing is left behind however the run ends
+  (kill -9 included); a worker whose parent dies sees its pipes close and exits. A batch that
+  does not fit the slots (a `preprocess` that keeps each image's size) travels pickled through
+  the pipe. A worker's exception is raised by `__next__` with its type and message (the
+  worker's traceback as its cause); a worker that dies is reported with its exit code.
 
   Args:
     dataset: a MapDataset of batches (dicts of numpy arrays), picklable.

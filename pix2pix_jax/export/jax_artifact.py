@@ -1,49 +1,23 @@
 """The trained generator as a self-contained `jax.export` artifact, and a loader for it.
 
-The artifact is `jax.export.Exported.serialize()` bytes: StableHLO with the weights inlined as
-constants. Running it needs only jax and numpy (`load_exported` imports nothing else: no flax,
-no model code). Next to it, ARTIFACT.json records what the function expects.
-
-The exported function is
-
-  generator(images: f32[b, M*h, M*w, input_nc] in [-1, 1], seed: i32[], batch_index: i32[])
-      -> f32[b, M*h, M*w, output_nc] in [-1, 1]
-
-with symbolic b, h, w >= 1: any batch size and any height and width that are multiples of
-M = 2**num_downs (4 for the ResNet generators). One artifact carries the program for cpu, cuda
-and tpu: XLA's own convolutions on GPU and TPU, the exact CPU formulations on CPU
-(`model.conv_impl`, see `kernels`). Those are picked once for every size: a symbolic size takes
-the forms of its smallest value, the batch of one M×M image (`kernels.cpu.at_least`). A shape
-the generator cannot take is a ValueError naming it and the rule, at export as at call time.
-
-Test-time mode: the artifact holds one mode, the config's `eval_mode` at export time.
-* paper (default): dropout on, batch normalisation with the statistics of the batch passed in
-  (so outputs depend on what is batched together; the authors test one image at a time). The
-  dropout key is fold_in(key(seed), batch_index), as `inference.Translator` keys its batches.
-  The loader runs all the images it is given as one batch, batch_index 0: `gen(images, seed)`
-  is `Translator(batch_size=len(images))(images, seed=seed)`.
-* eval: running averages, no dropout; `seed` and `batch_index` are accepted and ignored, so both
-  variants share one calling convention. Export both with `--config.eval_mode=paper` / `=eval`
-  when both are wanted.
-
-Exactness: the weights enter the computation through an optimisation barrier, so XLA compiles
-the same arithmetic as for the in-process generator (whose weights are arguments) instead of
-constant-folding them (which changes the last bit of, e.g., eval-mode BatchNorm). Outputs equal
-the in-process generator's bit for bit where both take the same convolution forms (one M×M
-image on CPU) and to float rounding elsewhere (`tests/test_export.py`).
+The artifact is serialised StableHLO with the weights inlined, lowered for cpu, cuda and tpu,
+for any batch and any sides that are multiples of the generator's `size_multiple`. Running it
+needs only jax and numpy (`load_exported`: no flax, no model code); PATH.json beside it records
+the signature and the test-time mode (`export_generator`).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import pathlib
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from pix2pix_jax import atomic, errors
+from etils import epath
+
+from pix2pix_jax import atomic, errors, storage
 from pix2pix_jax.pixels import to_uint8, to_unit_range
 
 FORMAT = "pix2pix-jax generator, jax.export"
@@ -51,7 +25,7 @@ FORMAT = "pix2pix-jax generator, jax.export"
 DEFAULT_PLATFORMS = ("cpu", "cuda", "tpu")
 
 
-def _metadata_path(path: pathlib.Path) -> pathlib.Path:
+def _metadata_path(path: epath.Path) -> epath.Path:
   return path.with_name(path.name + ".json")
 
 
@@ -62,8 +36,31 @@ def input_shape(translator) -> str:
 
 
 def export_generator(translator, path: str | os.PathLike, *,
-                     platforms=DEFAULT_PLATFORMS) -> pathlib.Path:
+                     platforms=DEFAULT_PLATFORMS) -> epath.Path:
   """Serialises `translator`'s generator (an `inference.Translator`) to `path`.
+
+  The exported function is
+
+    generator(images: f32[b, M*h, M*w, input_nc] in [-1, 1], seed: i32[], batch_index: i32[])
+        -> f32[b, M*h, M*w, output_nc] in [-1, 1]
+
+  with symbolic b, h, w >= 1 and M = `size_multiple` (2**num_downs, 4 for the ResNet
+  generators). Each platform runs its convolution forms (`kernels`); on CPU they are picked once
+  for every size: a symbolic size takes the forms of its smallest value, one M×M image
+  (`kernels.cpu.at_least`).
+
+  The artifact holds one test-time mode, the translator's (the config's `eval_mode`):
+  * paper: dropout on, batch normalisation with the statistics of the batch passed in (so
+    outputs depend on what is batched together; the authors test one image at a time). The
+    dropout key is fold_in(key(seed), batch_index), as `inference.Translator` keys its batches.
+  * eval: running averages, no dropout; `seed` and `batch_index` are accepted and ignored, so
+    both modes share one calling convention.
+
+  The weights enter through an optimisation barrier, so XLA compiles the same arithmetic as for
+  the in-process generator (whose weights are arguments) instead of constant-folding them
+  (which changes the last bit of, e.g., eval-mode BatchNorm). Outputs equal the in-process
+  generator's bit for bit where both take the same convolution forms (one M×M image on CPU) and
+  to float rounding elsewhere (`tests/test_export.py`).
 
   Args:
     translator: the loaded generator, its weights and test-time mode.
@@ -73,7 +70,7 @@ def export_generator(translator, path: str | os.PathLike, *,
     ValueError: the generator does not trace for every batch and size (no fixed-shape
       artifact is written in its place).
   """
-  path = pathlib.Path(path)
+  path = storage.resolve(path, "--output")
   mode = translator.mode
   params, stats = translator.g_params, translator.g_batch_stats
 
@@ -120,8 +117,9 @@ def export_generator(translator, path: str | os.PathLike, *,
 class ExportedGenerator:
   """A deserialised generator: `gen(images, seed=0)`; uint8 in → uint8 out, floats → float32.
 
-  Images are (N, H, W, C) or (H, W, C) and run as one batch (batch_index 0). Artifacts of this
-  version take any N and any H, W that are multiples of `size_multiple`; `batch` and
+  Images are (N, H, W, C) or (H, W, C) and run as one batch, batch_index 0: in paper mode
+  `gen(images, seed)` is `Translator(batch_size=len(images))(images, seed=seed)`. Artifacts from
+  `export_generator` take any N and any H, W that are multiples of `size_multiple`; `batch` and
   `image_size` are None for them (an artifact lowered for one fixed shape sets them, and then
   accepts that shape only).
   """
@@ -176,7 +174,7 @@ class ExportedGenerator:
 
 def load_exported(path: str | os.PathLike) -> ExportedGenerator:
   """Loads an artifact written by `export_generator`; needs jax and numpy only."""
-  path = pathlib.Path(path)
+  path = storage.resolve(path, "--artifact")
   try:
     data = path.read_bytes()
   except OSError as e:
@@ -191,7 +189,7 @@ def load_exported(path: str | os.PathLike) -> ExportedGenerator:
   return ExportedGenerator(exported, metadata)
 
 
-def export(config, workdir: str, output: str, step: int | None = None) -> pathlib.Path:
+def export(config, workdir: str, output: str, step: int | None = None) -> epath.Path:
   """`launch.py --mode=export --format=jax`: the run's generator as OUTPUT (+ OUTPUT.json)."""
   from pix2pix_jax import inference
   translator = inference.translator(config, workdir, step)

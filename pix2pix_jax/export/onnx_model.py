@@ -1,28 +1,9 @@
 """The trained generator as an ONNX model, lowered from the Flax module's own computation.
 
-The generator is traced once (with XLA's own convolutions, `conv_impl="xla"`) and every
-equation of the jaxpr becomes ONNX operators: the Flax module stays the only definition of a
-network, and any generator built from the operations below exports. Signature, in the authors'
-NCHW layout:
-
-  images: float32[batch, input_nc, height, width] in [-1, 1]
-      -> outputs: float32[batch, output_nc, height, width] in [-1, 1]
-
-batch, height and width are dynamic (sides multiples of the generator's `size_multiple`);
-mode, size multiple, direction, step and the mask inputs are in the model's metadata_props.
-The model declares the lowest IR version its opset needs, so that older runtimes load it.
-
-Test-time mode, the config's `eval_mode` at export time:
-* eval: running averages, no dropout: the usual inference graph.
-* paper: batch statistics computed in the graph; each dropout layer takes its mask as a boolean
-  input named after the layer (True = keep; kept values are divided by 1 - rate, as flax's
-  Dropout). onnxruntime's random operators cannot draw JAX's bits, hence inputs: masks drawn
-  with P(True) = 1 - rate give the paper's behaviour, the masks a JAX run drew give its outputs.
-
-Sizes stay dynamic although the trace has one probe shape: whatever depends only on the weights
-is folded into constants, per-channel broadcasts keep size-1 axes for ONNX to broadcast, a sum
-divided by its element count becomes ReduceMean, and slices count from the nearer edge
-(tests/test_onnx_export.py runs every generator at shapes other than the probe).
+The generator is traced once (with XLA's own convolutions) and every jaxpr equation becomes
+ONNX operators, so the Flax module stays the only definition of a network and any generator
+built from the operations below exports. The model takes and returns NCHW images in [-1, 1]
+(the authors' layout), with dynamic batch and sides; `build_model` describes it.
 """
 
 from __future__ import annotations
@@ -30,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-import pathlib
 from typing import Any, Mapping
 
 import flax.linen as nn
@@ -38,8 +18,9 @@ import jax
 import jax.numpy as jnp
 from jax.extend import core as jax_core
 import numpy as np
+from etils import epath
 
-from pix2pix_jax import atomic, errors
+from pix2pix_jax import atomic, errors, storage
 
 OPSET = 17  # every operator used here is at least this old; onnxruntime-web and -mobile run it
 FORMAT = "pix2pix-jax generator, ONNX"
@@ -419,8 +400,29 @@ def _dim_names(shape, probe) -> list:
 
 def build_model(generator, variables: Mapping[str, Any], mode: str, *, input_nc: int,
                 metadata: Mapping[str, Any] | None = None, opset: int = OPSET):
-  """The ONNX ModelProto of a Flax generator with `variables` ({'params', 'batch_stats'}) in
-  test-time `mode` ('paper' or 'eval')."""
+  """The ONNX ModelProto of a Flax generator with `variables` ({'params', 'batch_stats'}).
+
+  The graph computes, with batch, height and width dynamic (sides multiples of the generator's
+  `size_multiple`),
+
+    images: float32[batch, input_nc, height, width] in [-1, 1]
+        -> outputs: float32[batch, output_nc, height, width] in [-1, 1]
+
+  in test-time `mode`:
+  * eval: running averages, no dropout: the usual inference graph.
+  * paper: batch statistics computed in the graph; each dropout layer takes its mask as a
+    boolean input named after the layer (True = keep; kept values are divided by 1 - rate, as
+    flax's Dropout). onnxruntime's random operators cannot draw JAX's bits, hence inputs: masks
+    drawn with P(True) = 1 - rate give the paper's behaviour, the masks a JAX run drew give its
+    outputs.
+
+  Sizes stay dynamic although the trace has one probe shape: whatever depends only on the
+  weights is folded into constants, per-channel broadcasts keep size-1 axes for ONNX to
+  broadcast, a sum divided by its element count becomes ReduceMean, and slices count from the
+  nearer edge (tests/test_onnx_export.py runs every generator at other shapes than the probe).
+  Mode, layout, the mask inputs and `metadata` go into metadata_props; the model declares the
+  lowest IR version its opset needs, so that older runtimes load it.
+  """
   onnx = _import_onnx()
   if mode not in ("paper", "eval"):
     raise errors.UsageError(f"eval mode must be 'paper' or 'eval', got {mode!r}")
@@ -488,10 +490,10 @@ def _prune(nodes, initializers, output: str):
   return kept[::-1], [i for i in initializers if i.name in needed]
 
 
-def export_onnx(translator, path: str | os.PathLike, *, opset: int = OPSET) -> pathlib.Path:
+def export_onnx(translator, path: str | os.PathLike, *, opset: int = OPSET) -> epath.Path:
   """Writes `translator`'s generator (an `inference.Translator`) as an ONNX model to `path`."""
   onnx = _import_onnx()
-  path = pathlib.Path(path)
+  path = storage.resolve(path, "--output")
   metadata = {"input_nc": translator.input_nc, "output_nc": translator.output_nc,
               "size_multiple": translator.size_multiple, "crop_size": translator.crop_size,
               "direction": translator.direction, "step": translator.step}
@@ -504,7 +506,7 @@ def export_onnx(translator, path: str | os.PathLike, *, opset: int = OPSET) -> p
   return path
 
 
-def export(config, workdir: str, output: str, step: int | None = None) -> pathlib.Path:
+def export(config, workdir: str, output: str, step: int | None = None) -> epath.Path:
   """`launch.py --mode=export --format=onnx`: the run's generator as an ONNX model."""
   from pix2pix_jax import inference
   translator = inference.translator(config, workdir, step)

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import pathlib
+from etils import epath
 
-from pix2pix_jax import convert, inference, models
+from pix2pix_jax import convert, inference, models, storage
 
 
 def _authors_test_options(config) -> str:
@@ -20,18 +20,19 @@ def _authors_test_options(config) -> str:
 
 
 def export(config, workdir: str, output: str, step: int | None = None, *,
-           with_discriminator: bool = False) -> list[pathlib.Path]:
+           with_discriminator: bool = False) -> list[epath.Path]:
   """`launch.py --mode=export --format=pth`: OUTPUT/latest_net_G.pth (and _D with
   `with_discriminator`), the file names the authors' test.py loads."""
   _, weights, step = inference.restore(config, workdir, step)
   g_variables = {"params": weights.g_params, "batch_stats": weights.g_batch_stats}
   d_variables = ({"params": weights.d_params, "batch_stats": weights.d_batch_stats}
                  if with_discriminator else None)
+  output = storage.resolve(output, "--output")
   written = convert.export_torch(config, output, g_variables, d_variables,
                                  num_batches_tracked=step)
   print(f"exported checkpoint {step} as the authors' {', '.join(str(p) for p in written)}; "
-        f"their test.py loads it with --checkpoints_dir {pathlib.Path(output).parent} "
-        f"--name {pathlib.Path(output).name} --model pix2pix "
+        f"their test.py loads it with --checkpoints_dir {output.parent} "
+        f"--name {output.name} --model pix2pix "
         f"{_authors_test_options(config)} (their default is this project's paper mode; "
         "--eval: running averages without dropout)", flush=True)
   return written

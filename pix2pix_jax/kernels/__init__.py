@@ -1,16 +1,9 @@
 """How the networks' convolutions run: one call per layer, the form chosen per backend.
 
-`layers.py` calls the functions here with `impl` = `model.conv_impl`:
-
-* ``"auto"`` (default): `jax.lax.platform_dependent` picks by the platform the program is
-  *lowered* for: the CPU formulations (`cpu.py`, `winograd.py`) for ``cpu``; XLA's own
-  convolutions (`xla.py`) for ``cuda``, ``rocm`` and ``tpu``, where cuDNN or the matrix unit
-  choose their algorithms. An artifact exported for several platforms carries both.
-* ``"xla"``: XLA's convolutions everywhere (the reader's reference, the benchmarks' baseline).
-* ``"cpu_tuned"``: the CPU formulations everywhere (for study).
-
-Every form computes the same function: parameters, checkpoints and results are interchangeable
-between impls (equal within float rounding; `tests/test_kernels.py`).
+`impl` (`model.conv_impl`): "auto" (default) runs the exact CPU formulations (`cpu.py`,
+`winograd.py`) when lowered for CPU and XLA's own convolutions (`xla.py`) elsewhere, where
+cuDNN or the TPU's matrix unit pick the algorithm; "xla" and "cpu_tuned" force one or the
+other. All forms compute the same function, so checkpoints move freely between impls.
 """
 
 from __future__ import annotations
@@ -64,8 +57,10 @@ def record_forms():
 def _dispatch(impl: str, kind: str, xla_fn: Callable, cpu_forms: Callable, *args):
   """Runs `xla_fn(*args)` or the CPU form `cpu_forms(*args)` names, as `impl` says.
 
-  `cpu_forms` (args → (form name, function)) is called only when the CPU branch is traced: the
-  CPU forms are picked from concrete sizes, while XLA's convolutions take any (symbolic) size.
+  Under "auto", `jax.lax.platform_dependent` picks by the platform the program is *lowered* for,
+  so an artifact exported for several platforms carries both branches. `cpu_forms` (args →
+  (form name, function)) is called only when the CPU branch is traced: the CPU forms are picked
+  from concrete sizes, while XLA's convolutions take any (symbolic) size.
   """
   def on_xla(*a):
     _record("xla", kind, "xla")
@@ -94,7 +89,7 @@ def conv4x4(x: jax.Array, kernel: jax.Array, stride: int, impl: str = "auto") ->
 
 
 def conv_transpose4x4(x: jax.Array, kernel: jax.Array, impl: str = "auto") -> jax.Array:
-  """PyTorch `ConvTranspose2d(k=4, s=2, p=1)`; ``kernel[kh, kw, ci, co] = weight[ci, co, kh, kw]``."""
+  """PyTorch `ConvTranspose2d(k=4, s=2, p=1)`; kernel[kh, kw, ci, co] = weight[ci, co, kh, kw]."""
   def cpu_forms(x, kernel):
     form = cpu.conv_transpose4x4_form(x.shape, kernel.shape, x.dtype)
     return form, cpu.CONV_TRANSPOSE4X4_FORMS[form]

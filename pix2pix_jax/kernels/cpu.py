@@ -1,35 +1,9 @@
-"""The CPU formulations of the networks' convolutions: exact rewrites XLA:CPU runs fast.
+"""Exact CPU formulations of the networks' convolutions, picked per layer from its static shape.
 
-pix2pix is built from stride-2 4×4 convolutions (every encoder and discriminator level),
-stride-2 4×4 transposed convolutions (every decoder level) and a few stride-1 4×4 convolutions
-(the last two discriminator layers); the ResNet generators add stride-2 3×3 convolutions and
-3×3 transposed ones. XLA:CPU lowers strided convolutions' gradients and transposed convolutions
-as dilated convolutions that multiply zeros, so each layer here is computed by one of a few
-exact formulations, picked from its static shape (`conv4x4_form`, `conv_transpose4x4_form`;
-the thresholds come from per-layer measurements on a 2-core CPU, docs/benchmarks.md). A
-symbolic shape (the exported generator's any batch and size) takes the forms of its smallest
-value (`at_least`), which are exact for every value:
-
-* ``lax``: XLA's own convolution, for 4×4 convolutions with many output pixels; nothing is
-  materialised besides the input.
-* im2col: patches ordered (kh, kw, c) as strided slices of the padded input, concatenated on
-  channels, times the HWIO kernel reshaped to (k·k·Cin, Cout), a free reshape. Best for small
-  feature maps with large kernels (the U-Net bottleneck), where streaming the weights dominates.
-* output-side shifts: ``x @ W`` with W as (Cin, 16·Cout), then the 16 taps added at their
-  shifted output positions: the transposed convolution's natural form (col2im), and for a
-  convolution with very few output channels (the PatchGAN's last layer) a product with a
-  (N·H·W, Cin) × (Cin, 16·Cout) matrix instead of 16·Cin-wide patches.
-* tap-batched transposed convolution, for small inputs: the 16 taps as one batched product
-  against the kernel in its stored (4, 4, Cin, Cout) layout (never re-laid-out per step).
-* Winograd (`winograd.py`): F(2×2, 2×2) for stride-2 convolutions with H, W divisible by 4, at
-  least `WINOGRAD_MIN_CHANNELS` input channels and at least as many output pixels as input
-  channels; its adjoint for transposed ones (H, W even, as many input pixels as channels);
-  F(2×2, 4×4) for the stride-1 one. float32 only; hand-written gradients.
-* ResNet layers: stride-2 convolutions as im2col; the 3×3 transposed convolution as its four
-  output phases (1, 2, 2 and 4 taps), one matrix product each, interleaved.
-
-`tests/test_kernels.py` checks every formulation against XLA's convolutions, values and
-gradients.
+XLA:CPU lowers transposed convolutions and strided convolutions' gradients as dilated
+convolutions that multiply zeros, so each layer is rewritten here as exact matrix products
+(`conv4x4_form`, `conv_transpose4x4_form`); `tests/test_kernels.py` checks each against XLA's
+convolutions, values and gradients.
 """
 
 from __future__ import annotations
@@ -46,7 +20,8 @@ from pix2pix_jax.kernels.winograd import (conv4x4_s1_winograd, conv4x4_winograd,
 
 Dtype = Any
 
-# Formulation thresholds, in pixels of one layer's whole batch (see the module docstring).
+# Formulation thresholds, in pixels of one layer's whole batch, set from per-layer timings
+# (docs/benchmarks.md, section "Where the time goes").
 CONV_MIN_PIXELS = 1024  # 4×4 conv: lax.conv from this many output pixels, im2col below
 COL2IM_MIN_PIXELS = 256  # transposed conv: col2im from this many input pixels, tap-batched below
 FEW_FEATURES = 4  # 4×4 conv with at most this many output channels: output-side shifts
@@ -130,10 +105,13 @@ def conv4x4_shifts(x: jax.Array, kernel: jax.Array, stride: int) -> jax.Array:
 
 def use_winograd(x_shape: tuple[int, ...], kernel_shape: tuple[int, ...], stride: int,
                  dtype: Dtype = jnp.float32, transposed: bool = False) -> bool:
-  """Whether a Winograd formulation is taken for these static shapes: `conv4x4_winograd` at
-  stride 2 (H, W divisible by 4), `conv4x4_s1_winograd` at stride 1; with `transposed`,
-  `conv_transpose4x4_winograd` (H, W even). float32 only: in bfloat16 the transforms' sums
-  would round once more."""
+  """Whether a Winograd formulation (`winograd.py`) is taken for these static shapes.
+
+  `conv4x4_winograd` at stride 2 (H, W divisible by 4), `conv4x4_s1_winograd` at stride 1; with
+  `transposed`, `conv_transpose4x4_winograd` (H, W even). Each needs `WINOGRAD_MIN_CHANNELS`
+  input channels and at least as many pixels as input channels. float32 only: in bfloat16 the
+  transforms' sums would round once more.
+  """
   n, h, w, cin = x_shape
   if transposed:
     shape_ok = stride == 2 and h % 2 == 0 and w % 2 == 0 and at_least(n * h * w, cin)
@@ -148,7 +126,19 @@ def use_winograd(x_shape: tuple[int, ...], kernel_shape: tuple[int, ...], stride
 
 def conv4x4_form(x_shape: tuple[int, ...], kernel_shape: tuple[int, ...], stride: int,
                  dtype: Dtype = jnp.float32) -> str:
-  """The formulation `conv4x4` takes for these static shapes (a key of CONV4X4_FORMS)."""
+  """The formulation `conv4x4` takes for these static shapes (a key of CONV4X4_FORMS).
+
+  * shifts, for very few output channels (the PatchGAN's last layer): ``x @ W`` with W as
+    (Cin, 16·Cout), the 16 taps then added at their shifted output positions, instead of
+    16·Cin-wide patches.
+  * winograd, winograd_s1: see `use_winograd`.
+  * lax: XLA's own convolution, for many output pixels; nothing is materialised but the input.
+  * im2col: patches ordered (kh, kw, c) times the HWIO kernel as (k·k·Cin, Cout), a free
+    reshape; for small feature maps with large kernels (the U-Net bottleneck), where streaming
+    the weights dominates.
+
+  A symbolic shape takes the forms of its smallest value (`at_least`).
+  """
   n, h, w, _ = x_shape
   if kernel_shape[-1] <= FEW_FEATURES:
     return "shifts"
@@ -169,7 +159,7 @@ CONV4X4_FORMS = {
 
 
 def conv4x4(x: jax.Array, kernel: jax.Array, stride: int) -> jax.Array:
-  """PyTorch `Conv2d(k=4, p=1, stride)` of NHWC `x` with an HWIO kernel, fastest form."""
+  """PyTorch `Conv2d(k=4, p=1, stride)` of NHWC `x` with an HWIO kernel, as `conv4x4_form` says."""
   return CONV4X4_FORMS[conv4x4_form(x.shape, kernel.shape, stride, x.dtype)](x, kernel, stride)
 
 
@@ -215,7 +205,14 @@ def conv_transpose4x4_taps(x: jax.Array, kernel: jax.Array) -> jax.Array:
 
 def conv_transpose4x4_form(x_shape: tuple[int, ...], kernel_shape: tuple[int, ...],
                            dtype: Dtype = jnp.float32) -> str:
-  """The formulation `conv_transpose4x4` takes (a key of CONV_TRANSPOSE4X4_FORMS)."""
+  """The formulation `conv_transpose4x4` takes (a key of CONV_TRANSPOSE4X4_FORMS).
+
+  * winograd_t: see `use_winograd`.
+  * col2im: ``x @ W`` with W as (Cin, 16·Cout), the 16 taps then overlap-added at their output
+    positions: the transposed convolution's natural form.
+  * taps, for small inputs: the 16 taps as one batched product against the kernel in its stored
+    (4, 4, Cin, Cout) layout, never re-laid-out per step.
+  """
   n, h, w, _ = x_shape
   if use_winograd(x_shape, kernel_shape, 2, dtype, transposed=True):
     return "winograd_t"

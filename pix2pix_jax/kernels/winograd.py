@@ -1,26 +1,9 @@
-"""Winograd minimal filtering for the 4×4 convolutions (stride 2, stride 1, transposed), with
-hand-written gradients.
+"""Winograd minimal filtering for the 4×4 convolutions, with hand-written gradients.
 
-Padded by 1 and space-to-depth'ed (2×2 blocks → 4·Cin channels), a 4×4 stride-2 convolution is
-a 2×2 stride-1 one, and Winograd F(2×2, 2×2) computes each 2×2 output tile of it with 9 matrix
-products instead of 16: 0.5625× the FLOPs, forward and backward. Every transform has only ±1
-coefficients, so the result rounds like a sum of a few more terms (relative error ~1e-6 against
-`lax.conv`; `tests/test_layers.py`). `kernels.cpu.conv4x4` decides where it is used (on CPU).
-
-The stride-1 4×4 convolution (`conv4x4_s1_winograd`, the PatchGAN's conv_3) is F(2×2, 4×4)
-straight on the 4×4 kernel: 25 products per 2×2 output tile instead of 64 (0.41× the direct
-FLOPs at 32×32), with small-integer input and output transforms (relative error a few 1e-6).
-
-The transposed convolution (`conv_transpose4x4_winograd`) is the adjoint of the stride-2 one:
-its forward pass is the stride-2 conv's input-gradient path and its gradient that conv's
-forward pass, with the same 9 products per tile.
-
-XLA:CPU materialises every operand of a concatenate and then copies them again, and autodiff's
-transposes of the transforms are slow, so the transforms here are written to be plain fusions:
-the 9 transformed positions as 9 separate arrays (each one fusion, and 9 matrix products), small
-stacks as sums of single-use pads, the filter transform as one small matrix product, and the
-gradient (itself Winograd-shaped: dU = dM·Vᵀ, dV = Uᵀ·dM, then the transposed transforms)
-written by hand as a `custom_vjp`.
+Stride 2 is F(2×2, 2×2) after space-to-depth, stride 1 is F(2×2, 4×4), and the transposed
+convolution is the stride-2 one's adjoint: fewer matrix products per output tile, forward and
+backward. Transforms are plain XLA:CPU fusions and gradients hand-written (`custom_vjp`), as
+autodiff's transposes of the transforms are slow. `kernels.cpu.use_winograd` picks them.
 """
 
 from __future__ import annotations
@@ -88,9 +71,9 @@ def _f22_input_t(du: list[list[jax.Array]], t_axis: int, u_axis: int) -> jax.Arr
 
 
 # The 9 transformed positions are kept as a list of 9 separate arrays, (tiles, K) each: XLA:CPU
-# writes 9 plain fusions at memory speed, where one stacked (9, tiles, K) array written by
-# in-place slice updates (or pads, or a concatenate) ran 1.5–3× slower, and the 9 matrix
-# products of a batched dot are as fast run as 9 dots.
+# writes 9 plain fusions at memory speed, and one stacked (9, tiles, K) array (slice updates,
+# pads or a concatenate) is slower (docs/benchmarks.md, section "Levers tried on the training
+# step"); 9 dots run as fast as one batched dot.
 Positions = list[jax.Array]
 
 
@@ -135,8 +118,8 @@ def _combine(coefficients: np.ndarray, arrays: list[jax.Array]) -> jax.Array:
 def _tap_transform(matrix: np.ndarray, taps: jax.Array) -> jax.Array:
   """(P, T) constant × the T leading taps of `taps` (…, K, N) → (P, K, N).
 
-  One (P, T) × (T, K·N) matrix product: for the large decoder and bottleneck kernels 3–5×
-  faster on XLA:CPU than the same sums written elementwise (exact for 0/1 coefficients).
+  One (P, T) × (T, K·N) matrix product: for the large decoder and bottleneck kernels faster on
+  XLA:CPU than the same sums written elementwise (exact for 0/1 coefficients).
   """
   v = jnp.dot(jnp.asarray(matrix, taps.dtype), taps.reshape(matrix.shape[1], -1),
               precision=jax.lax.Precision.HIGHEST)
@@ -219,9 +202,10 @@ def conv4x4_winograd(x: jax.Array, kernel: jax.Array) -> jax.Array:
   Padded by 1, the input's 2×2 blocks become 4·Cin channels and the conv a 2×2 stride-1 one with
   K[a, b, (p, q, c)] = W[2a + p, 2b + q, c]. F(2×2, 2×2) computes each 2×2 output tile with 9
   products instead of 16: U = BᵀdB with rows (d0 - d1, d1, d2 - d1), V = GgGᵀ with rows (g0,
-  g0 + g1, g1), Y = Aᵀ(U·V)A with rows (m0 + m1, m1 + m2). All coefficients are ±1. The
-  gradient is Winograd-shaped too (dU = dM·Vᵀ, dV = Uᵀ·dM, then the transposed transforms),
-  written out by hand so that each transform is one XLA fusion.
+  g0 + g1, g1), Y = Aᵀ(U·V)A with rows (m0 + m1, m1 + m2). All coefficients are ±1, so the
+  result rounds like a sum of a few more terms (`tests/test_kernels.py`). The gradient is
+  Winograd-shaped too (dU = dM·Vᵀ, dV = Uᵀ·dM, then the transposed transforms), written out by
+  hand so that each transform is one XLA fusion.
   """
   return _conv4x4_winograd_fwd(x, kernel)[0]
 
@@ -247,8 +231,8 @@ conv4x4_winograd.defvjp(_conv4x4_winograd_fwd, _conv4x4_winograd_bwd)
 # columns 2t, 2t + 1 (2u, 2u + 1), read from the 5×5 window of the padded input at (2t, 2u). With
 # the interpolation points 0, 1, -1, 2 and ∞ (Lavin & Gray's construction), one dimension's 2
 # outputs take 5 products instead of 8: Bᵀ (5×5, integer coefficients) transforms the window, G
-# (5×4) the filter and Aᵀ (2×5) the 5 products back. 25 matrix products of contraction Cin per
-# 2×2 tile instead of 64: 0.39× the direct FLOPs (0.41× at 32×32 with the padding tile).
+# (5×4) the filter and Aᵀ (2×5) the 5 products back: 25 matrix products of contraction Cin per
+# 2×2 tile instead of 64.
 _S1_AT = np.array([[1, 1, 1, 1, 0], [0, 1, -1, 2, 1]], np.float32)
 _S1_G = np.array([[1 / 2, 0, 0, 0], [-1 / 2, -1 / 2, -1 / 2, -1 / 2],
                   [-1 / 6, 1 / 6, -1 / 6, 1 / 6], [1 / 6, 1 / 3, 2 / 3, 4 / 3], [0, 0, 0, 1]])
@@ -321,10 +305,10 @@ def _s1_winograd_output_t(dy: jax.Array) -> Positions:
 def conv4x4_s1_winograd(x: jax.Array, kernel: jax.Array) -> jax.Array:
   """Stride-1 4×4 conv with padding 1 (output (H - 1)×(W - 1)) as Winograd F(2×2, 4×4).
 
-  25 matrix products per 2×2 output tile (0.41× the direct FLOPs at 32×32), forward and
-  backward; the transforms' coefficients are small integers (input, output) and sixths
-  (filter, one matrix product), so the result rounds like a sum of a few more terms (relative
-  error a few 1e-6). The gradient is written by hand, as for `conv4x4_winograd`.
+  25 matrix products per 2×2 output tile instead of 64, forward and backward; the transforms'
+  coefficients are small integers (input, output) and sixths (filter, one matrix product), so
+  the result rounds like a sum of a few more terms. The gradient is written by hand, as for
+  `conv4x4_winograd`.
   """
   return _conv4x4_s1_winograd_fwd(x, kernel)[0]
 
@@ -352,8 +336,8 @@ conv4x4_s1_winograd.defvjp(_conv4x4_s1_winograd_fwd, _conv4x4_s1_winograd_bwd)
 # stride-2 Conv2d(k=4, p=1) whose HWIO kernel is ours with its channel axes swapped. So its
 # forward pass is `conv4x4_winograd`'s input-gradient path (output transform transposed, dM·Vᵀ,
 # input transform transposed), and its gradient is `conv4x4_winograd`'s forward pass on dy,
-# whose transformed tiles also give the kernel gradient: the same 9 products per 2×2 input tile
-# (0.5625× the direct FLOPs), ±1 coefficients, every transform one fusion.
+# whose transformed tiles also give the kernel gradient: the same 9 products per 2×2 input tile,
+# ±1 coefficients, every transform one fusion.
 
 @jax.custom_vjp
 def conv_transpose4x4_winograd(x: jax.Array, kernel: jax.Array) -> jax.Array:

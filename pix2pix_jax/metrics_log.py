@@ -1,0 +1,94 @@
+"""metrics.jsonl: one JSON record per line, appended as a run trains, on a disk or in a bucket.
+
+Object storage has no append, and rewriting the file at every log step would write it over
+and over: there, each flush writes its lines as one new object under `metrics.jsonl.parts/`
+(named by its first step), and `close` writes metrics.jsonl whole once and removes the parts,
+so every line is written at most twice. `read_lines` joins the file and any parts.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+from etils import epath
+
+from pix2pix_jax import atomic, storage
+
+NAME = "metrics.jsonl"
+PARTS = NAME + ".parts"
+
+
+def _parts(workdir: epath.Path) -> list[epath.Path]:
+  folder = workdir / PARTS
+  storage.invalidate_cache(folder)
+  if not folder.is_dir():
+    return []
+  return sorted(p for p in folder.iterdir() if p.name.endswith(".jsonl"))
+
+
+def read_lines(workdir) -> list[str]:
+  """Every line logged in `workdir`, in order (the file's, then its parts')."""
+  workdir = epath.Path(workdir)
+  lines = []
+  for path in [workdir / NAME, *_parts(workdir)]:
+    try:
+      lines += path.read_bytes().decode("utf-8", errors="replace").splitlines()
+    except (FileNotFoundError, IsADirectoryError):
+      continue
+  return lines
+
+
+def _step(line: str) -> float | None:
+  try:
+    record = json.loads(line)
+  except ValueError:
+    return None  # a line cut short by a kill
+  return record.get("step", 0) if isinstance(record, dict) else None
+
+
+class MetricsLog:
+  """The metrics of one run in `workdir`; only one process writes it."""
+
+  def __init__(self, workdir):
+    self.workdir = epath.Path(workdir)
+    self.path = self.workdir / NAME
+    self.remote = storage.is_remote(self.workdir)
+    self._pending: list[str] = []
+
+  def append(self, record: dict) -> None:
+    line = json.dumps(record) + "\n"
+    if self.remote:
+      self._pending.append(line)
+      return
+    with open(os.fspath(self.path), "a") as f:
+      f.write(line)
+
+  def flush(self) -> None:
+    """Object storage: the lines appended since the last flush, as one new object."""
+    if not self._pending:
+      return
+    step = _step(self._pending[0]) or 0
+    part = self.workdir / PARTS / f"{int(step):012d}.jsonl"
+    with atomic.atomic_path(part) as temporary:
+      temporary.write_text("".join(self._pending))
+    self._pending = []
+
+  def truncate_after(self, step: float) -> None:
+    """Drops the lines logged after `step` (a resumed run logs them again) and any line cut
+    short; on object storage the parts are joined into metrics.jsonl."""
+    lines = read_lines(self.workdir)
+    parts = _parts(self.workdir) if self.remote else []
+    kept = [line for line in lines if (s := _step(line)) is not None and s <= step]
+    if kept == lines and not parts:
+      return
+    with atomic.atomic_path(self.path) as temporary:
+      temporary.write_text("".join(line + "\n" for line in kept))
+    for part in parts:
+      part.unlink()
+
+  def close(self) -> None:
+    """Object storage: metrics.jsonl written whole, the parts removed."""
+    self.flush()
+    if self.remote and _parts(self.workdir):
+      self.truncate_after(float("inf"))

@@ -1,0 +1,57 @@
+"""gcp-storage-emulator with the object preconditions and headers of GCS that our clients use.
+
+The emulator ignores `ifGenerationMatch` / `ifGenerationNotMatch` and sends no
+`x-goog-generation` with a download; GCS does both, TensorStore's OCDBT (Orbax's checkpoint
+format) relies on them and the run lock relies on the first. Run as
+`python gcs_emulator.py start ...` (the emulator's own arguments).
+"""
+
+import sys
+from http import HTTPStatus
+
+from gcp_storage_emulator.exceptions import NotFound
+from gcp_storage_emulator.handlers import objects  # patched before the server's routes exist
+
+
+def _generation(request, storage):
+  name = request.params.get("object_id") or (request.query.get("name") or [None])[0]
+  if name is None:
+    return None
+  try:
+    return str(storage.get_file_obj(request.params["bucket_name"], name)["generation"])
+  except NotFound:
+    return None
+
+
+def _precondition(handler, *, read: bool):
+  def checked(request, response, storage, *args, **kwargs):
+    current = _generation(request, storage)
+    match = (request.query.get("ifGenerationMatch") or [None])[0]
+    not_match = (request.query.get("ifGenerationNotMatch") or [None])[0]
+    if match is not None and (current or "0") != match:
+      response.status = HTTPStatus.PRECONDITION_FAILED
+      response.json({"error": {"code": 412, "message": "Precondition Failed"}})
+      return None
+    if not_match is not None and current is not None and current == not_match:
+      if read:
+        response.status = HTTPStatus.NOT_MODIFIED
+        return None
+      response.status = HTTPStatus.PRECONDITION_FAILED
+      response.json({"error": {"code": 412, "message": "Precondition Failed"}})
+      return None
+    result = handler(request, response, storage, *args, **kwargs)
+    if read and current is not None and response.status == HTTPStatus.OK:
+      response["x-goog-generation"] = current
+      response["x-goog-metageneration"] = "1"
+    return result
+  return checked
+
+
+objects.download = _precondition(objects.download, read=True)
+objects.get = _precondition(objects.get, read=True)
+objects.insert = _precondition(objects.insert, read=False)
+objects.delete = _precondition(objects.delete, read=False)
+
+if __name__ == "__main__":
+  from gcp_storage_emulator.__main__ import main  # pylint: disable=g-import-not-at-top
+  main(sys.argv[1:])
