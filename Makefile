@@ -1,6 +1,6 @@
 # Two entry points for a fresh machine with only Python 3.11+:
 #   make quickstart   — train on built-in synthetic facades (no download), write the results page
-#   make test         — run the whole test suite (with the torch, demo and onnx extras)
+#   make test         — run the whole test suite (with the torch, demo, onnx and gcs extras)
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -18,7 +18,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 $(VENV)/.installed-test: $(VENV)/.installed
-	$(PY) -m pip install --quiet -e ".[test,torch,demo,onnx]"
+	$(PY) -m pip install --quiet -e ".[test,torch,demo,onnx,gcs]"
 	touch $@
 
 install: $(VENV)/.installed

@@ -295,6 +295,7 @@ def _train(config, workdir_path: epath.Path, stop: signals.StopRequest,
     if checkpoint_now or preempted:
       run_lock.check()
       finite.check_state(state, step, last_saved)
+      outputs.flush(force=True)
       ckpt.save(step, state, train_iter, force=True)
       last_saved = step
     if preempted:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 
 from etils import epath
 
@@ -17,6 +18,8 @@ from pix2pix_jax import atomic, storage
 
 NAME = "metrics.jsonl"
 PARTS = NAME + ".parts"
+# Object storage: a flush writes a part at most this often (seconds), unless forced.
+FLUSH_S = 10
 
 
 def _parts(workdir: epath.Path) -> list[epath.Path]:
@@ -55,6 +58,7 @@ class MetricsLog:
     self.path = self.workdir / NAME
     self.remote = storage.is_remote(self.workdir)
     self._pending: list[str] = []
+    self._flushed_at = time.monotonic()
 
   def append(self, record: dict) -> None:
     line = json.dumps(record) + "\n"
@@ -64,10 +68,12 @@ class MetricsLog:
     with open(os.fspath(self.path), "a") as f:
       f.write(line)
 
-  def flush(self) -> None:
-    """Object storage: the lines appended since the last flush, as one new object."""
-    if not self._pending:
+  def flush(self, force: bool = True) -> None:
+    """Object storage: the lines appended since the last flush, as one new object (unless
+    `force` is off and the last flush was less than FLUSH_S ago)."""
+    if not self._pending or not force and time.monotonic() - self._flushed_at < FLUSH_S:
       return
+    self._flushed_at = time.monotonic()
     step = _step(self._pending[0]) or 0
     part = self.workdir / PARTS / f"{int(step):012d}.jsonl"
     with atomic.atomic_path(part) as temporary:

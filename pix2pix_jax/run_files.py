@@ -47,11 +47,12 @@ class RunFiles:
           f"{prefix}/{k}": v for k, v in record.items()
           if isinstance(v, (int, float)) and k != "step"})
 
-  def flush(self) -> None:
-    """Makes what was appended visible (on object storage: one new object per flush)."""
+  def flush(self, force: bool = False) -> None:
+    """Makes what was appended visible (on object storage: one new object per flush, at most
+    every few seconds unless `force`d, as before a checkpoint: a resume keeps what it saw)."""
     if not self.enabled:
       return
-    self.metrics.flush()
+    self.metrics.flush(force=force)
     if self.writer is not None and time.monotonic() - self._uploaded_at > TENSORBOARD_UPLOAD_S:
       self.writer.sync()
       self._uploaded_at = time.monotonic()

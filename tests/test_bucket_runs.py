@@ -117,9 +117,11 @@ def _hold(workdir, log_path) -> subprocess.Popen:
         [sys.executable, str(REPO_ROOT / "launch.py"), f"--config={TINY_CONFIG}",
          f"--workdir={workdir}", "--config.num_train_steps=100000",
          "--config.checkpoint_every_steps=0", "--config.eval_every_steps=0",
-         "--config.sample_every_steps=0"], cwd=REPO_ROOT, env=env, stdout=log, stderr=log)
+         "--config.sample_every_steps=0", "--config.log_every_steps=100000"], cwd=REPO_ROOT,
+        env=env, stdout=log, stderr=log)
   deadline = time.monotonic() + 300
-  while "step 2/" not in open(log_path).read() or not (epath.Path(workdir) / "run.lock").exists():
+  # Held, and past its first step (which writes config.json): from then on it writes nothing.
+  while not all((epath.Path(workdir) / name).exists() for name in ("run.lock", "config.json")):
     storage.invalidate_cache(workdir)
     assert process.poll() is None and time.monotonic() < deadline, open(log_path).read()[-3000:]
     time.sleep(0.2)

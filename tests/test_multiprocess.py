@@ -15,9 +15,11 @@ import sys
 import time
 
 import pytest
+from etils import epath
 
 from conftest import REPO_ROOT
 from helpers import TINY_CONFIG
+from pix2pix_jax import metrics_log, storage
 from test_parallel import (RUN_OVERRIDES, RUN_STEPS, assert_states_close, continuous_run,
                            load_state)
 
@@ -38,7 +40,8 @@ def _free_port() -> int:
 
 
 def launch_processes(workdir, *overrides, num_processes: int = NUM_PROCESSES,
-                     process_ids=None, timeout: float = 600, env_extra=None) -> list[dict]:
+                     process_ids=None, timeout: float = 600, env_extra=None,
+                     log_dir=None) -> list[dict]:
   """Starts launch.py as processes `process_ids` of `num_processes` on loopback; waits for all.
 
   Returns [{"returncode", "log"}] per started process. Processes still running at the deadline
@@ -50,11 +53,12 @@ def launch_processes(workdir, *overrides, num_processes: int = NUM_PROCESSES,
              XLA_FLAGS=f"--xla_force_host_platform_device_count={DEVICES_PER_PROCESS}")
   env.update(TIMEOUTS)
   env.update(env_extra or {})
-  workdir.parent.mkdir(parents=True, exist_ok=True)
+  log_dir = workdir.parent if log_dir is None else log_dir  # local, beside a local workdir
+  log_dir.mkdir(parents=True, exist_ok=True)
   started = []
   try:
     for i in process_ids:
-      log_path = workdir.parent / f"{workdir.name}.process_{i}.{time.monotonic_ns()}.log"
+      log_path = log_dir / f"{workdir.name}.process_{i}.{time.monotonic_ns()}.log"
       log = open(log_path, "w")
       cmd = [sys.executable, str(REPO_ROOT / "launch.py"), f"--config={TINY_CONFIG}",
              f"--workdir={workdir}", f"--coordinator_address={coordinator}",
@@ -117,6 +121,22 @@ def test_two_processes_train_like_one_process_and_resume(tmp_path_factory):
   assert (workdir / "samples" / "step_00000004.png").is_file()
   assert (workdir / "index.html").is_file()
   assert "Results page" in second[0]["log"] and "Results page" not in second[1]["log"]
+
+
+def test_two_processes_write_one_workdir_in_a_bucket(gcs, tmp_path):
+  workdir = epath.Path(f"gs://runs/two-processes-{time.time_ns()}")
+  results = launch_processes(workdir, *MULTIPROCESS_OVERRIDES, "--config.num_train_steps=2",
+                             log_dir=tmp_path)
+  _check_all_succeeded(results)
+  storage.invalidate_cache(workdir)
+  data = workdir / "checkpoints" / "2" / "data"
+  assert sorted(p.name for p in data.iterdir() if p.name.startswith("process_")) == [
+      "process_0-of-2.json", "process_1-of-2.json"]
+  # Process 0 alone wrote the run's files, each line once; it alone held the run's lock.
+  records = [json.loads(l) for l in metrics_log.read_lines(workdir)]
+  assert [r["step"] for r in records if r["kind"] == "train"] == [1, 2]
+  assert [r["step"] for r in records if r["kind"] == "eval"] == [2]
+  assert (workdir / "index.html").exists() and not (workdir / "run.lock").exists()
 
 
 def test_a_process_whose_peers_never_come_fails_fast(tmp_path):
