@@ -3,6 +3,7 @@
   python -m bench.kill_loop                          # tiny test config, 5 kills, seed 0
   python -m bench.kill_loop --config=configs/quickstart.py --steps=40 --kills=3
   python -m bench.kill_loop --compare=runs/a,runs/b  # only compare two finished runs
+  python -m bench.kill_loop --workdir=gs://BUCKET/kill_loop --kills=2  # both runs in a bucket
 
 1. Trains the config uninterrupted to --steps (the reference run).
 2. Trains it again with a checkpoint every --checkpoint_every steps. Each time a launch has
@@ -34,6 +35,7 @@ import time
 from absl import app, flags, logging
 
 from bench.common import REPO
+from pix2pix_jax import metrics_log, storage
 
 flags.DEFINE_string("config", str(REPO / "tests" / "configs" / "tiny.py"), "Config file.")
 flags.DEFINE_integer("steps", 40, "Training steps of both runs.")
@@ -41,7 +43,8 @@ flags.DEFINE_integer("checkpoint_every", 1, "Checkpoint interval of the killed r
 flags.DEFINE_integer("kills", 5, "How many times the training process is killed.")
 flags.DEFINE_integer("seed", 0, "Seeds the kill times.")
 flags.DEFINE_float("max_delay", 1.0, "Longest wait (s) after a new checkpoint before a kill.")
-flags.DEFINE_string("workdir", "", "Where both runs go (default: a new temporary directory).")
+flags.DEFINE_string("workdir", "", "Where both runs go, a folder or gs:// (default: a new "
+                    "temporary directory); the logs stay on this machine.")
 flags.DEFINE_integer("cpu_devices", 0, "Run on this many fake CPU devices (0: default platform).")
 flags.DEFINE_bool("compilation_cache", True, "Share compiled programs between the launches.")
 flags.DEFINE_multi_string("override", [], "Extra --config.key=value for every launch.")
@@ -50,7 +53,7 @@ flags.DEFINE_integer("timeout", 1800, "Seconds one launch may take.")
 FLAGS = flags.FLAGS
 
 
-def _env(workdir: pathlib.Path, cache: bool) -> dict[str, str]:
+def _env(workdir, cache: bool) -> dict[str, str]:
   env = dict(os.environ, PYTHONPATH=str(REPO))
   if FLAGS.cpu_devices:
     env["JAX_PLATFORMS"] = "cpu"
@@ -62,7 +65,7 @@ def _env(workdir: pathlib.Path, cache: bool) -> dict[str, str]:
   return env
 
 
-def _command(run_dir: pathlib.Path, checkpoint_every: int) -> list[str]:
+def _command(run_dir, checkpoint_every: int) -> list[str]:
   # Every step logged, so that every step's losses are compared; no evaluation or samples.
   return [sys.executable, str(REPO / "launch.py"), f"--config={FLAGS.config}",
           f"--workdir={run_dir}", f"--config.num_train_steps={FLAGS.steps}",
@@ -71,17 +74,24 @@ def _command(run_dir: pathlib.Path, checkpoint_every: int) -> list[str]:
           *FLAGS.override]
 
 
-def saved_steps(run_dir: pathlib.Path) -> list[int]:
+def _committed(step_dir) -> bool:
+  # On a disk a step is renamed into place when complete; in a bucket it gets a marker.
+  return not storage.is_remote(step_dir) or (step_dir / "commit_success.txt").exists()
+
+
+def saved_steps(run_dir) -> list[int]:
   directory = run_dir / "checkpoints"
+  storage.invalidate_cache(directory)
   if not directory.is_dir():
     return []
-  return sorted(int(p.name) for p in directory.iterdir() if p.name.isdigit())
+  return sorted(int(p.name) for p in directory.iterdir() if p.name.isdigit() and _committed(p))
 
 
-def _saving_now(run_dir: pathlib.Path) -> bool:
+def _saving_now(run_dir) -> bool:
   directory = run_dir / "checkpoints"
-  return directory.is_dir() and any(p.name.endswith(".orbax-checkpoint-tmp")
-                                    for p in directory.iterdir())
+  return directory.is_dir() and any(
+      p.name.endswith(".orbax-checkpoint-tmp") or p.name.isdigit() and not _committed(p)
+      for p in directory.iterdir())
 
 
 def _launch(run_dir, checkpoint_every, env, log_path, kill_delay: float | None):
@@ -116,7 +126,7 @@ def _launch(run_dir, checkpoint_every, env, log_path, kill_delay: float | None):
   return proc.returncode, time.monotonic() - start, killed_at
 
 
-def _final_state(run_dir: pathlib.Path):
+def _final_state(run_dir):
   import jax  # pylint: disable=import-outside-toplevel
   import numpy as np  # pylint: disable=import-outside-toplevel
   import orbax.checkpoint as ocp  # pylint: disable=import-outside-toplevel
@@ -125,20 +135,29 @@ def _final_state(run_dir: pathlib.Path):
   state = ocp.StandardCheckpointer().restore(step_dir / "state")
   leaves = {jax.tree_util.keystr(path): np.asarray(leaf)
             for path, leaf in jax.tree_util.tree_flatten_with_path(state)[0]}
-  positions = {p.name: json.loads(p.read_text()) for p in sorted((step_dir / "data").glob("*.json"))}
+  positions = {p.name: json.loads(p.read_text()) for p in sorted((step_dir / "data").iterdir())
+               if p.name.endswith(".json")}
   return step, leaves, positions
 
 
-def _train_metrics(run_dir: pathlib.Path) -> list[dict]:
-  records = [json.loads(l) for l in (run_dir / "metrics.jsonl").read_text().splitlines()]
+def _train_metrics(run_dir) -> list[dict]:
+  records = [json.loads(l) for l in metrics_log.read_lines(run_dir)]
   return [{k: v for k, v in r.items() if k != "steps_per_sec"}
           for r in records if r["kind"] == "train"]
 
 
-def compare(run_a: pathlib.Path, run_b: pathlib.Path) -> list[str]:
+def compare(run_a, run_b) -> list[str]:
   """Human-readable differences between two runs' latest checkpoints and logs (empty: none)."""
   step_a, leaves_a, data_a = _final_state(run_a)
   step_b, leaves_b, data_b = _final_state(run_b)
+  from pix2pix_jax import checkpointing, provenance  # pylint: disable=import-outside-toplevel
+  env_a, env_b = (checkpointing.read_saved_environment(run / "checkpoints", step)
+                  for run, step in ((run_a, step_a), (run_b, step_b)))
+  if env_a and env_b and provenance.differences(env_a, env_b):
+    print("warning: the runs were made in environments that break bit-identity:\n"
+          + "\n".join(f"  {line}" for line in provenance.differences(env_a, env_b)))
+  elif not (env_a and env_b):
+    print("note: a checkpoint has no record of its environment (saved before records existed)")
   problems = []
   if step_a != step_b:
     problems.append(f"latest checkpoints are steps {step_a} and {step_b}")
@@ -174,13 +193,15 @@ def main(argv):
   # Stopping this script stops its launch too (the `finally` in `_launch`).
   signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
   if FLAGS.compare:
-    run_a, run_b = (pathlib.Path(p).absolute() for p in FLAGS.compare.split(","))
+    run_a, run_b = (storage.resolve(p, "--compare") for p in FLAGS.compare.split(","))
     problems = compare(run_a, run_b)
     print("\n".join(problems) + "\nFAIL" if problems else "PASS")
     sys.exit(1 if problems else 0)
 
-  root = pathlib.Path(FLAGS.workdir or tempfile.mkdtemp(prefix="kill_loop_")).absolute()
-  root.mkdir(parents=True, exist_ok=True)
+  root = storage.resolve(FLAGS.workdir or tempfile.mkdtemp(prefix="kill_loop_"), "--workdir")
+  logs = (pathlib.Path(tempfile.mkdtemp(prefix="kill_loop_logs_")) if storage.is_remote(root)
+          else pathlib.Path(root))
+  logs.mkdir(parents=True, exist_ok=True)
   env = _env(root, cache=FLAGS.compilation_cache)
   rng = random.Random(FLAGS.seed)
   print(f"kill loop: {FLAGS.config}, {FLAGS.steps} steps, checkpoint every "
@@ -188,16 +209,16 @@ def main(argv):
 
   reference, killed = root / "reference", root / "killed"
   code, seconds, _ = _launch(reference, FLAGS.steps, _env(root, cache=False),
-                             root / "reference.log", None)
+                             logs / "reference.log", None)
   if code != 0:
-    sys.exit(f"the reference run failed ({code}); see {root / 'reference.log'}")
+    sys.exit(f"the reference run failed ({code}); see {logs / 'reference.log'}")
   print(f"reference: {FLAGS.steps} steps uninterrupted in {seconds:.1f} s")
 
   launch = 0
   kills = 0
   while True:
     launch += 1
-    log = root / f"killed.{launch}.log"
+    log = logs / f"killed.{launch}.log"
     delay = rng.uniform(0, FLAGS.max_delay) if kills < FLAGS.kills else None
     code, seconds, killed_at = _launch(killed, FLAGS.checkpoint_every, env, log, delay)
     resumed = re.search(r"Resumed from checkpoint (\d+)", log.read_text())

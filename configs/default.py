@@ -84,6 +84,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.num_train_steps = -1  # -1: (n_epochs + n_epochs_decay) epochs
   config.compute_dtype = "float32"  # float32 | bfloat16 (parameters and optimiser stay float32)
   config.deterministic = False  # deterministic XLA kernels on GPU (slower)
+  # A resume whose libraries, devices or XLA settings differ from its checkpoint's (so that it
+  # is not bit-identical to an uninterrupted run) stops instead of warning.
+  config.require_identical_environment = False
   # JAX's persistent compilation cache: a later launch of the same programs on this host reads
   # them instead of compiling again. "default" = $JAX_COMPILATION_CACHE_DIR or the per-user
   # ~/.cache/pix2pix_jax/jax_compilation_cache; a path (e.g. shared by a pod's hosts); "" = off.

@@ -170,12 +170,14 @@ class Checkpointer:
   """Saves and restores the train state together with the input pipeline's position."""
 
   def __init__(self, directory: str | os.PathLike, *, max_to_keep: int = 3,
-               keep_every_steps: int = 0, config: dict | None = None):
+               keep_every_steps: int = 0, config: dict | None = None,
+               environment: dict | None = None):
     if max_to_keep < 0 or keep_every_steps < 0:
       raise ValueError(f"max_to_keep ({max_to_keep}) and keep_every_steps ({keep_every_steps}) "
                        "must be >= 0 (0 = keep all / no extra keeping)")
     self.directory = storage.resolve(directory, "checkpoint directory")
     self.config = config or {}
+    self.environment = environment  # provenance.record: saved with every step
     options = ocp.CheckpointManagerOptions(
         max_to_keep=max_to_keep or None,
         keep_period=keep_every_steps or None,
@@ -194,6 +196,8 @@ class Checkpointer:
     """Saves `step` completely or not at all; raises `CheckpointError` when it cannot."""
     items = {"state": ocp.args.StandardSave(state),
              "config": ocp.args.JsonSave(self.config)}
+    if self.environment is not None:
+      items["environment"] = ocp.args.JsonSave(self.environment)
     if data_iterator is not None:
       items["data"] = grain.checkpoint.CheckpointSave(data_iterator)
     try:
@@ -355,6 +359,17 @@ def _move(source: epath.Path, target: epath.Path) -> None:
   for path in storage.files(source):
     (target / path.relative_to(source)).write_bytes(path.read_bytes())
   source.rmtree()
+
+
+def read_saved_environment(directory: str | os.PathLike, step: int) -> dict | None:
+  """The record of what made checkpoint `step` (`provenance.record`); None for a checkpoint
+  saved before records existed."""
+  try:
+    saved = ocp.JsonCheckpointHandler().restore(
+        epath.Path(directory) / str(step) / "environment")
+  except (ValueError, FileNotFoundError, OSError):
+    return None
+  return dict(saved) if isinstance(saved, dict) else None
 
 
 def read_saved_config(directory: str | os.PathLike, step: int) -> dict | None:

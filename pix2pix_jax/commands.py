@@ -120,7 +120,8 @@ def run_eval(config, workdir: str, step: int | None = None, split: str | None = 
   result = {"split": split, "step": step, "mode": mode, "eval_batch_size": config.eval_batch_size,
             "seed": config.seed, "direction": config.data.direction,
             "image_size": list(pipeline.image_shape(config, source)),
-            "seconds": round(seconds, 3), **{k: v for k, v in result.items() if k != "mode"}}
+            "seconds": round(seconds, 3), "environment": _environment_note(config, workdir, step),
+            **{k: v for k, v in result.items() if k != "mode"}}
 
   # Sample grid with the discriminator's per-patch opinion, as the training samples.
   inputs, targets = np.stack(grid["A"]), np.stack(grid["B"])
@@ -147,6 +148,17 @@ def run_eval(config, workdir: str, step: int | None = None, split: str | None = 
         f"L1 {result['l1']:.4f}  PSNR {result['psnr']:.2f} dB  SSIM {result['ssim']:.4f}\n"
         f"metrics: {json_path}\nimages and page: {page}", flush=True)
   return result
+
+
+def _environment_note(config, workdir: str, step: int) -> dict:
+  """What made the checkpoint and what evaluates it: numbers may differ in the last bits
+  where they differ (`provenance.differences`)."""
+  from pix2pix_jax import checkpointing, provenance
+  now = provenance.record(config)
+  saved = checkpointing.read_saved_environment(
+      storage.resolve(workdir, "--workdir") / "checkpoints", step)
+  return {"checkpoint": saved, "now": now,
+          "differences": None if saved is None else provenance.differences(saved, now)}
 
 
 def run_translate(config, workdir: str, input_path: str, output: str,
@@ -204,7 +216,8 @@ def run_summary(config, workdir: str, output: str | None = None) -> epath.Path:
       (1, h, w, m.input_nc + m.output_nc))
   text = "\n".join([f"# {workdir_path.name}", "", f"Run directory: {workdir_path}", "",
                     g_text, d_text, summary.checkpoints_section(workdir_path),
-                    summary.evaluation_section(workdir_path), summary.config_section(config)])
+                    summary.evaluation_section(workdir_path),
+                    summary.environment_section(workdir_path), summary.config_section(config)])
   path = storage.resolve(output, "--output") if output else workdir_path / "summary.md"
   with atomic.atomic_path(path) as temporary:
     temporary.write_text(text)

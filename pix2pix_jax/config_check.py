@@ -175,6 +175,7 @@ FIELD_RULES: tuple[tuple[str, str | None, Callable[[Any], str | None]], ...] = (
     ("num_train_steps", TRAIN, train_steps),
     ("compute_dtype", ALL, choice(state.COMPUTE_DTYPES)),
     ("deterministic", ALL, boolean),
+    ("require_identical_environment", TRAIN, boolean),
     ("compilation_cache_dir", ALL, text),
     ("log_every_steps", TRAIN, integer(0, note=_INTERVAL)),
     ("sample_every_steps", TRAIN, integer(0, note=_INTERVAL)),

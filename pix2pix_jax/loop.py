@@ -19,8 +19,8 @@ from absl import logging
 from etils import epath
 
 from pix2pix_jax import (checkpointing, config_check, evaluate, finite, kernels, lock, losses,
-                         parallel, platform, reference, run_files, signals, state as state_lib,
-                         storage, train)
+                         parallel, platform, provenance, reference, run_files, signals,
+                         state as state_lib, storage, train)
 from pix2pix_jax.data import pipeline
 
 
@@ -159,12 +159,17 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     if workdir_path.is_dir():
       run_lock.acquire()
     checkpointing.check_resumable(workdir_path / "checkpoints", config.to_dict())
+    provenance.check_resume(workdir_path / "checkpoints", provenance.record(config),
+                            strict=bool(config.get("require_identical_environment", False)))
     return _train(config, workdir_path, stop, cleanup, run_lock)
 
 
 def _train(config, workdir_path: epath.Path, stop: signals.StopRequest,
            cleanup: contextlib.ExitStack, run_lock: lock.RunLock) -> dict[str, Any]:
   main = parallel.is_main_process()
+  environment = provenance.record(config)
+  logging.info("Environment: %s", provenance.summary(environment))
+  provenance.check_hosts_agree(environment)
   if jax.process_count() > 1 and platform.is_per_host_cache(config):
     logging.warning("Each host keeps its own compilation cache, and JAX writes cache entries "
                     "from process 0 only: the other hosts compile again at every launch. Set "
@@ -193,7 +198,7 @@ def _train(config, workdir_path: epath.Path, stop: signals.StopRequest,
   ckpt = checkpointing.Checkpointer(workdir_path / "checkpoints",
                                     max_to_keep=config.max_to_keep,
                                     keep_every_steps=config.keep_every_steps,
-                                    config=config.to_dict())
+                                    config=config.to_dict(), environment=environment)
   # On accelerators each batch is placed on the devices one step ahead, while the previous
   # step runs (parallel.batch_placer).
   train_iter = pipeline.make_train_iterator(
@@ -215,7 +220,7 @@ def _train(config, workdir_path: epath.Path, stop: signals.StopRequest,
     if start >= exp.total_steps:
       logging.info("Checkpoint %d is already at the end of the run (%d steps): nothing to train.",
                    start, exp.total_steps)
-  outputs = run_files.RunFiles(workdir_path, config, enabled=main)
+  outputs = run_files.RunFiles(workdir_path, config, enabled=main, environment=environment)
   sample_inputs = parallel.replicate_host_array(sample_batch["A"], exp.mesh)
   sample_key = jax.random.key(config.seed + 1)
   references, reference_label = (reference.reference_outputs(config, sample_batch["A"]) if main

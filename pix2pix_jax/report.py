@@ -19,6 +19,7 @@ Files read (all optional; a missing or half-written file never fails the page):
 from __future__ import annotations
 
 import datetime
+import functools
 import html
 import json
 import math
@@ -212,6 +213,17 @@ def _colour_bar_css() -> str:
 
 def _grid_info(path: epath.Path) -> tuple[list[str], tuple[int, int] | None, str]:
   """A grid's column names, pixel size (width, height) and reference label, or defaults."""
+  if storage.is_remote(path):  # a grid is written once per step: read its header once
+    return _remote_grid_info(os.fspath(path))
+  return _read_grid_info(path)
+
+
+@functools.lru_cache(maxsize=4096)
+def _remote_grid_info(path: str) -> tuple[list[str], tuple[int, int] | None, str]:
+  return _read_grid_info(epath.Path(path))
+
+
+def _read_grid_info(path: epath.Path) -> tuple[list[str], tuple[int, int] | None, str]:
   try:
     with path.open("rb") as f, Image.open(f) as image:
       names = image.info.get(_COLUMNS_KEY, "")
@@ -303,6 +315,18 @@ def _config_section(workdir: epath.Path) -> str:
   return (f"<details><summary>config</summary><pre>{html.escape(text)}</pre></details>")
 
 
+def _environment_section(workdir: epath.Path) -> str:
+  """The newest launch's record of what made the run (`provenance.record`)."""
+  folder = workdir / "environment"
+  try:
+    newest = max(folder.iterdir(), key=lambda p: p.name) if folder.is_dir() else None
+    text = newest.read_text() if newest else ""
+  except (OSError, ValueError):
+    return ""
+  return (f"<details><summary>environment ({html.escape(newest.name)})</summary>"
+          f"<pre>{html.escape(text)}</pre></details>" if text else "")
+
+
 def _image(name: str, alt: str) -> str:
   # The time it was drawn in the query makes browsers reload a plot that was redrawn.
   return f'<img class="plot" src="plots/{name}?v={time.time_ns()}" alt="{html.escape(alt)}">'
@@ -362,6 +386,7 @@ def write_report(workdir) -> str:
   body.append(f"<h1>pix2pix-jax \u00b7 {html.escape(name)}</h1>")
   body.append(f'<p class="meta">updated {updated}{progress}</p>')
   body.append(_config_section(workdir))
+  body.append(_environment_section(workdir))
 
   body.append("<h2>Latest metrics</h2>")
   if train:

@@ -3,12 +3,14 @@ TensorBoard events, samples and the results page."""
 
 from __future__ import annotations
 
+import json
 import time
 
 from etils import epath
 
-from pix2pix_jax import checkpointing, metrics_log
+from pix2pix_jax import atomic, checkpointing, metrics_log
 
+ENVIRONMENT_DIR = "environment"  # provenance.record of each launch
 # Object storage: TensorBoard's events are uploaded as a new file at most this often (seconds).
 TENSORBOARD_UPLOAD_S = 60
 
@@ -16,8 +18,9 @@ TENSORBOARD_UPLOAD_S = 60
 class RunFiles:
   """Process 0's files in the workdir. Nothing is written before `start`."""
 
-  def __init__(self, workdir: epath.Path, config, enabled: bool):
+  def __init__(self, workdir: epath.Path, config, enabled: bool, environment: dict | None = None):
     self.workdir, self.config, self.enabled = workdir, config, enabled
+    self.environment = environment
     self.metrics = metrics_log.MetricsLog(workdir)
     self.samples_dir = workdir / "samples"
     self.writer = None
@@ -32,6 +35,10 @@ class RunFiles:
     if not self.enabled:
       return
     checkpointing.save_config_json(self.workdir, self.config.to_dict())
+    if self.environment is not None:  # one record per launch
+      name = self.environment["time"].replace(":", "") + f"_{self.environment['host']}.json"
+      with atomic.atomic_path(self.workdir / ENVIRONMENT_DIR / name) as temporary:
+        temporary.write_text(json.dumps(self.environment, indent=1, sort_keys=True))
     self.metrics.truncate_after(step)
     if self.config.tensorboard:
       from pix2pix_jax.tensorboard import MetricWriter

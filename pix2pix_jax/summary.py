@@ -174,6 +174,26 @@ def evaluation_section(workdir: epath.Path) -> str:
   return "\n".join(lines + [""])
 
 
+def environment_section(workdir: epath.Path) -> str:
+  """What made the newest checkpoint, and each launch's record (`provenance.record`)."""
+  from pix2pix_jax import checkpointing, provenance  # pylint: disable=g-import-not-at-top
+  lines = ["## Environment", ""]
+  directory = workdir / "checkpoints"
+  steps = sorted((int(p.name) for p in directory.iterdir() if p.name.isdigit()),
+                 reverse=True) if directory.is_dir() else []
+  saved = checkpointing.read_saved_environment(directory, steps[0]) if steps else None
+  if saved:
+    lines += [f"Checkpoint {steps[0]} was made with {provenance.summary(saved)}.", ""]
+  elif steps:
+    lines += [f"Checkpoint {steps[0]} has no record (saved before records existed).", ""]
+  launches = workdir / "environment"
+  records = sorted(p.name for p in launches.iterdir()) if launches.is_dir() else []
+  for name in records:
+    rec = json.loads((launches / name).read_text())
+    lines.append(f"* {rec.get('time')} on {rec.get('host')}: {provenance.summary(rec)}")
+  return "\n".join(lines + [""])
+
+
 def config_section(config) -> str:
   text = json.dumps(config.to_dict(), indent=2, sort_keys=True, default=str)
   return "\n".join(["## Config", "", "```json", text, "```", ""])

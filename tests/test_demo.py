@@ -267,6 +267,8 @@ def _fetch_png(url: str) -> np.ndarray:
 def test_demo_page_in_chromium(tmp_path, outbound_connections):
   chromium = _chromium()
   if chromium is None:
+    if os.environ.get("CI"):
+      raise AssertionError("Chromium is missing: CI installs Debian's chromium")
     pytest.skip("Chromium not found: apt-get install -y chromium (Debian's package)")
   _require("gradio")
   sync_api = _require("playwright.sync_api")

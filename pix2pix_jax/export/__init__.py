@@ -26,6 +26,7 @@ FORMATS = {f.name: f for f in (
            "a jax.export artifact (StableHLO for cpu, cuda and tpu; needs jax and numpy)"),
     Format("onnx", "onnx_model", ".onnx", "an ONNX model for onnxruntime"),
     Format("pth", "torch_pth", "", "the authors' latest_net_G.pth, in a folder"),
+    Format("web", "web_page", "", "a web page that runs the generator in the browser, a folder"),
 )}
 DEFAULT = "jax"
 
