@@ -90,7 +90,8 @@ def palette_for(config) -> Palette:
   if dataset == "facades" and direction == "BtoA":
     colours = {**synthetic.FACADE_PALETTE, **_CMP_ONLY}
     return Palette("labels", _CMP_ORDER, tuple(colours[name] for name in _CMP_ORDER))
-  if dataset in datasets.AUTHORS and datasets.AUTHORS[dataset].edges and direction == "AtoB":  # edge map A → photo B
+  edges = dataset in datasets.AUTHORS and datasets.AUTHORS[dataset].edges
+  if edges and direction == "AtoB":  # edge map A → photo B
     return Palette("edges", ("edge", "paper"), ((0, 0, 0), (255, 255, 255)))
   return FREE_PALETTE
 
@@ -227,7 +228,7 @@ class DemoModel:
   def translate(self, pixels: np.ndarray, mode: str, seed: int) -> np.ndarray:
     if mode not in self.modes:
       raise errors.UsageError(f"test-time mode {mode!r} is not available; this generator has "
-                       f"{', '.join(self.modes)}")
+                              f"{', '.join(self.modes)}")
     if self.translator is not None:
       translator = self.translator
       if mode != translator.mode:

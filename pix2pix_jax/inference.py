@@ -180,8 +180,7 @@ def _to_channels(pixels: np.ndarray, channels: int, name: str) -> np.ndarray:
   c = pixels.shape[-1]
   if pixels.ndim != 3 or c not in (1, 3, 4):
     raise errors.InputError(f"{name}: expected an (H, W, C) image with C in 1, 3 or 4, got "
-                            "shape "
-                     f"{pixels.shape}")
+                            f"shape {pixels.shape}")
   if c == 4:  # alpha is dropped, not composited, as PIL's convert('RGB') in training
     pixels, c = pixels[..., :3], 3
   if c == channels:
@@ -336,7 +335,7 @@ class Translator:
       stem = evaluate.file_stem(path.name)
       if stem in targets:
         raise errors.InputError(f"{targets[stem]} and {path} would both be written to {stem}.png; "
-                         "rename one of them")
+                                "rename one of them")
       targets[stem] = path
     inputs = [self.prepare(images_lib.load_image(p), os.fspath(p), aligned=aligned,
                            resize=resize) for p in paths]

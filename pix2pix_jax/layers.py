@@ -230,7 +230,7 @@ def pad2d(x: jax.Array, pad: int, padding_type: str = "reflect") -> jax.Array:
     raise ValueError(f"unknown padding_type {padding_type!r}; choose one of {PADDING_TYPES}")
   if padding_type == "reflect" and (x.shape[1] <= pad or x.shape[2] <= pad):
     raise errors.InputError(f"reflection padding {pad} needs H and W above {pad}; got "
-                     f"{x.shape[1]}×{x.shape[2]} (the input is too small for this network)")
+                            f"{x.shape[1]}×{x.shape[2]} (the input is too small for this network)")
   return jnp.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)), mode=_PAD_MODES[padding_type])
 
 

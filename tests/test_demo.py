@@ -224,6 +224,17 @@ def _chromium() -> str | None:
   return None
 
 
+def require_chromium() -> str:
+  """Chromium's binary for a browser test: a failure under CI (which installs it), a skip with
+  the fix elsewhere."""
+  chromium = _chromium()
+  if chromium is None:
+    if os.environ.get("CI"):
+      raise AssertionError("Chromium is missing: CI installs Debian's chromium")
+    pytest.skip("Chromium not found: apt-get install -y chromium (Debian's package)")
+  return chromium
+
+
 def _require(module: str):
   """Imports an extra the page test needs: a failure in CI, a skip with the fix elsewhere."""
   try:
@@ -265,11 +276,7 @@ def _fetch_png(url: str) -> np.ndarray:
 
 @pytest.mark.slow
 def test_demo_page_in_chromium(tmp_path, outbound_connections):
-  chromium = _chromium()
-  if chromium is None:
-    if os.environ.get("CI"):
-      raise AssertionError("Chromium is missing: CI installs Debian's chromium")
-    pytest.skip("Chromium not found: apt-get install -y chromium (Debian's package)")
+  chromium = require_chromium()
   _require("gradio")
   sync_api = _require("playwright.sync_api")
   from pix2pix_jax import demo_app, inference, loop, platform

@@ -4,7 +4,6 @@ giving onnxruntime's outputs, with no request outside its folder."""
 
 import functools
 import http.server
-import os
 import re
 import threading
 import tomllib
@@ -107,12 +106,8 @@ def _serve(folder):
 
 
 def test_the_page_in_chromium_gives_onnxruntimes_outputs(run, tmp_path):
-  from test_demo import _chromium, _require  # pylint: disable=import-outside-toplevel
-  chromium = _chromium()
-  if chromium is None:
-    if os.environ.get("CI"):
-      raise AssertionError("Chromium is missing: CI installs Debian's chromium")
-    pytest.skip("Chromium not found: apt-get install -y chromium (Debian's package)")
+  from test_demo import _require, require_chromium  # pylint: disable=import-outside-toplevel
+  chromium = require_chromium()
   sync_api = _require("playwright.sync_api")
   from pix2pix_jax import commands  # pylint: disable=import-outside-toplevel
   folder = tmp_path / "page"

@@ -90,8 +90,9 @@ class Transform:
       # in the resize modes.
       cw = round(ch * self.aspect_ratio) if "resize" in self.preprocess else ch
       if new_w < cw or new_h < ch:
-        raise errors.InputError(f"{example.get('name', '?')}: image {new_w}×{new_h} is smaller than "
-                         f"the crop {cw}×{ch} (data.crop_size, data.aspect_ratio)")
+        raise errors.InputError(
+            f"{example.get('name', '?')}: image {new_w}×{new_h} is smaller than the crop "
+            f"{cw}×{ch} (data.crop_size, data.aspect_ratio)")
       if rng is None:  # deterministic centre crop when no randomness is wanted
         x0, y0 = (new_w - cw) // 2, (new_h - ch) // 2
       else:

@@ -87,8 +87,8 @@ def export_generator(translator, path: str | os.PathLike, *,
     exported = jax.export.export(jax.jit(generator), platforms=tuple(platforms))(*args)
   except jax.errors.InconclusiveDimensionOperation as e:
     raise errors.UsageError(f"the generator does not trace for every input of shape ({shape}): "
-                     f"{str(e).splitlines()[0]} (a layer decides on a concrete size; "
-                     "model.conv_impl=xla avoids the CPU forms)") from e
+                            f"{str(e).splitlines()[0]} (a layer decides on a concrete size; "
+                            "model.conv_impl=xla avoids the CPU forms)") from e
   with atomic.atomic_path(path) as temporary:
     temporary.write_bytes(exported.serialize())
   m = translator.size_multiple
@@ -148,15 +148,15 @@ class ExportedGenerator:
       raise errors.InputError(f"no images to translate: shape {shape}")
     m = self.size_multiple
     if h < 1 or w < 1 or h % m or w % m:
-      raise errors.InputError(f"image size {w}×{h} (width × height): this generator takes widths and "
-                       f"heights that are multiples of {m} ({m}, {2 * m}, {3 * m}, ...); resize "
-                       "or crop the images")
+      raise errors.InputError(
+          f"image size {w}×{h} (width × height): this generator takes widths and heights that "
+          f"are multiples of {m} ({m}, {2 * m}, {3 * m}, ...); resize or crop the images")
     if self.image_size is not None and (h, w) != self.image_size:
       raise errors.InputError(f"image size {w}×{h}: this artifact was exported for "
-                       f"{self.image_size[1]}×{self.image_size[0]} images only")
+                              f"{self.image_size[1]}×{self.image_size[0]} images only")
     if self.batch is not None and n != self.batch:
       raise errors.InputError(f"{n} images: this artifact was exported for batches of exactly "
-                       f"{self.batch}")
+                              f"{self.batch}")
 
   def __call__(self, images, seed: int = 0) -> np.ndarray:
     images = np.asarray(images)

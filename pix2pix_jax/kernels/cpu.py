@@ -61,7 +61,7 @@ def im2col(x: jax.Array, kernel_size: int, stride: int, padding: int) -> jax.Arr
   wo = (w + 2 * p - k) // s + 1
   if ho < 1 or wo < 1:
     raise errors.InputError(f"input {h}×{w} is too small for a {k}×{k} conv with stride {s}, "
-                     f"padding {p}")
+                            f"padding {p}")
   cols = [
       xp[:, i:i + s * (ho - 1) + 1:s, j:j + s * (wo - 1) + 1:s, :]
       for i in range(k) for j in range(k)
@@ -73,7 +73,7 @@ def _conv_out_size(size: int, stride: int) -> int:
   out = (size + 2 - 4) // stride + 1
   if out < 1:
     raise errors.InputError(f"input size {size} is too small for a 4×4 conv with stride {stride}, "
-                     "padding 1")
+                            "padding 1")
   return out
 
 
