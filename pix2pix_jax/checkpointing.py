@@ -178,16 +178,21 @@ class Checkpointer:
     self.directory = storage.resolve(directory, "checkpoint directory")
     self.config = config or {}
     self.environment = environment  # provenance.record: saved with every step
+    # On a disk a save returns once its step is complete. In a bucket the upload goes on in the
+    # background once the state is copied to host memory and the data position is taken (both
+    # at the save's step), so that the step does not wait for the network: a step counts once
+    # its commit marker is written, and the next save, a restore or `close` waits for it.
+    self.background = storage.is_remote(self.directory)
     options = ocp.CheckpointManagerOptions(
         max_to_keep=max_to_keep or None,
         keep_period=keep_every_steps or None,
         create=True,
         # Leftovers of saves interrupted by a kill are removed when a run opens the directory.
         cleanup_tmp_directories=True,
-        # Synchronous saves: a save returns only once its step is complete on disk.
-        enable_async_checkpointing=False,
+        enable_async_checkpointing=self.background,
     )
     self.manager = ocp.CheckpointManager(self.directory, options=options)
+    self._closed = False
 
   def all_steps(self) -> list[int]:
     return sorted(self.manager.all_steps())
@@ -202,7 +207,8 @@ class Checkpointer:
       items["data"] = grain.checkpoint.CheckpointSave(data_iterator)
     try:
       saved = self.manager.save(step, args=ocp.args.Composite(**items), force=force)
-      self.manager.wait_until_finished()
+      if not self.background:
+        self.manager.wait_until_finished()
     except Exception as e:  # Orbax reports I/O failures as OSError or (TensorStore) ValueError.
       self._remove_partial(step)
       reason = str(e).splitlines()[0][:500] if str(e) else type(e).__name__
@@ -214,7 +220,8 @@ class Checkpointer:
           f": {type(e).__name__}: {reason}\nThe checkpoints already there are intact: "
           f"{self.all_steps()}. {hint}") from e
     if saved:
-      logging.info("Saved checkpoint %d to %s", step, self.directory)
+      logging.info("%s checkpoint %d to %s", "Uploading" if self.background else "Saved", step,
+                   self.directory)
     return saved
 
   def _remove_partial(self, step: int) -> None:
@@ -346,7 +353,17 @@ class Checkpointer:
     return self.manager.reached_preemption(step)
 
   def close(self) -> None:
-    self.manager.wait_until_finished()
+    """Waits for a save still uploading (reported as a failed save) and closes; once."""
+    if self._closed:
+      return
+    self._closed = True
+    try:
+      self.manager.wait_until_finished()
+    except Exception as e:  # pylint: disable=broad-except  # as in `save`
+      raise CheckpointError(f"saving the last checkpoint in {self.directory} failed: "
+                            f"{type(e).__name__}: {str(e).splitlines()[0][:500]}\nThe "
+                            f"checkpoints already there are intact: {self.all_steps()}. "
+                            "Relaunch the same command to resume from the newest one.") from e
     self.manager.close()
 
 

@@ -199,6 +199,7 @@ def _train(config, workdir_path: epath.Path, stop: signals.StopRequest,
                                     max_to_keep=config.max_to_keep,
                                     keep_every_steps=config.keep_every_steps,
                                     config=config.to_dict(), environment=environment)
+  cleanup.callback(ckpt.close)  # however the run ends, a save still uploading completes
   # On accelerators each batch is placed on the devices one step ahead, while the previous
   # step runs (parallel.batch_placer).
   train_iter = pipeline.make_train_iterator(
