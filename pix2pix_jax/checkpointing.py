@@ -1,16 +1,7 @@
-"""Orbax checkpoints of {train state, data-iterator position, config}, safe against failures.
-
-* Saves are atomic: Orbax writes `N.orbax-checkpoint-tmp` and renames it to `N` when complete,
-  so a run killed mid-save leaves the earlier checkpoints as they were. Leftover temporary
-  directories are ignored and cleaned up when the next run opens the directory.
-* A failed save (a full disk, a lost mount) raises `CheckpointError` naming the directory and
-  the free space; it removes its own partial directory and never touches the saved steps.
-* `latest_step()` does no integrity check, so `restore_latest` checks each step (the files every
-  step has, then the restore itself, then that the restored `step` is the directory's) and falls
-  back through older steps when one is damaged, saying which and why. A training run sets the
-  damaged steps aside as `N.damaged` so that it can save step N again.
-* The run's config travels with every checkpoint; resuming with a different model fails with
-  the differing keys listed.
+"""Orbax checkpoints of {train state, data-iterator position, config, environment}, safe against
+failures: a save is complete or absent, a failed save names the directory and leaves the saved
+steps alone, a damaged step is reported and passed over (and set aside by a training run), and
+a config with another model is refused with the differing keys.
 """
 
 from __future__ import annotations

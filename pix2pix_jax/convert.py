@@ -1,30 +1,10 @@
-"""Import (and export) of the authors' PyTorch checkpoints: `latest_net_G.pth` ↔ Flax variables.
+"""The authors' PyTorch checkpoints (`latest_net_G.pth`) ↔ Flax variables, both ways.
 
-The key mapping is derived from the network's structure, not written out per architecture: a
-*layout* walks the authors' module tree (nested U-Net skip blocks, the flat ResNet / PatchGAN
-Sequentials) and pairs every parameterised torch module with the Flax module that plays its
-role, e.g. for unet_256
-
-    model.model.0                     conv            → params/down_0
-    model.model.1.model.2             BatchNorm2d     → params|batch_stats/down_1_norm
-    model.model.1.model.3.model.5     ConvTranspose2d → params/up_2
-
-Layouts are converted on the way: Conv2d (O, I, kh, kw) → HWIO; ConvTranspose2d (I, O, kh, kw)
-→ (kh, kw, I, O) (the storage of `layers.ConvTranspose4x4`); BatchNorm weight → scale, bias →
-bias, running_mean / running_var → batch_stats mean / var; `num_batches_tracked` is dropped
-(the authors' momentum is fixed, so it never matters). InstanceNorm running statistics that
-pre-0.4 PyTorch saved are ignored, as the authors' own loader deletes them.
-
-A checkpoint that does not fit fails with `ConversionError` naming the first missing,
-unexpected or mis-shaped key and the architecture it was checked against.
-
-Command line (`python -m pix2pix_jax.convert`): the authors' .pth files → a run directory.
-
-  python -m pix2pix_jax.convert --netG_pth latest_net_G.pth --config configs/facades.py \
-      --out runs/facades_pretrained [--netD_pth latest_net_D.pth] [--step 0]
-
-The reverse mapping (`flax_to_torch_state_dict`, `export_torch`) writes a run's networks as the
-authors' `latest_net_G.pth` / `latest_net_D.pth` (`launch.py --mode=export --format=pth`).
+The key mapping comes from each network's `torch_layout()` (models/), which pairs every
+parameterised torch module with the Flax module that plays its role; shapes are converted on
+the way (Conv2d OIHW → HWIO, ConvTranspose2d IOHW → (kh, kw, I, O)). A checkpoint that does not
+fit fails with `ConversionError` naming the first wrong key. Command line:
+`python -m pix2pix_jax.convert --netG_pth latest_net_G.pth --config CONFIG --out WORKDIR`.
 """
 
 from __future__ import annotations

@@ -1,25 +1,8 @@
-"""Draw an input, see the translation: an interactive web demo of a trained run.
+"""What the demo page does (palettes, snapping, uploads, the model), without Gradio.
 
-  python launch.py --mode=demo --workdir runs/quickstart [--step N] [--port 7860]
-  python launch.py --mode=demo --artifact gen.jax        # a jax.export artifact, no model code
-
-The page (Gradio, the optional `demo` extra) holds a canvas at the generator's input size,
-initialised with a validation input, brushes in the dataset's palette (the CMP facade classes
-for facades and the synthetic facades, black and white for edge maps, any colour otherwise), an
-upload, the output (after every stroke, or on the button), the discriminator's PatchGAN heatmap,
-the test-time mode and dropout seed, and a download of the output.
-
-Strokes are anti-aliased by the browser; on a label map every pixel a stroke touched is snapped
-to the nearest class colour, so the generator only sees colours it was trained on. The page
-shows the snapped input it translated.
-
-Offline and local by default: Gradio's fonts and scripts are served from the package, analytics
-and the run history are off, and the server binds 127.0.0.1 (`--host` to change it). Bad uploads
-(not an image, too large, an unusable mode) get a message in the page.
-
-This module holds what the page does (palettes, snapping, uploads, the model wrapper) and
-imports without Gradio; `demo_app.py` is the page itself and imports this module, never the
-other way round.
+`launch.py --mode=demo --workdir RUN` (or `--artifact gen.jax`) serves `demo_app.py`'s page on
+127.0.0.1: a canvas with the dataset's brushes, strokes snapped to the class colours (Gradio's
+are anti-aliased), uploads, the output, the PatchGAN heatmap and a download.
 """
 
 from __future__ import annotations

@@ -1,27 +1,9 @@
-"""A trained run at test time, from its workdir alone: load it, translate images with it.
+"""A trained run at test time, from its workdir alone: `translator = inference.load(WORKDIR)`,
+then `translator(images_uint8)` or `translator.translate_files(paths, out_dir)`.
 
-  from pix2pix_jax import inference
-  translator = inference.load("runs/facades")          # latest checkpoint, the run's config
-  outputs = translator(label_maps_uint8_nhwc)           # uint8 in → uint8 out
-  translator.translate_files(["a.png", "b.jpg"], "out/")  # out/a.png, out/b.png
-
-Loading reads the config saved with the run and restores only the networks' parameters and
-batch statistics (`state.build` without optimisers, Orbax's partial restore): nothing of the
-training loop is imported or built. The command line's eval / translate / export / summary
-modes are in `commands.py`.
-
-Test-time behaviour follows `config.eval_mode` (see `evaluate.py`): "paper" keeps dropout on and
-normalises with the statistics of each test batch, as the paper and the authors' test.py; "eval"
-uses the running averages without dropout. In paper mode outputs depend on the batch size and on
-the seed; the translator feeds `batch_size` images at a time (default `config.eval_batch_size`,
-1 as the authors) with dropout keys fold_in(key(seed), chunk index), exactly as `evaluate`.
-
-Image sizes: the U-Net needs H and W divisible by 2**num_downs (32 for 5 levels, 256 for
-`unet_256`). Such images go through fully convolutionally at their own size. Other sizes follow
-`resize`: "crop_size" (default) resizes to the training crop, crop_size × crop_size (bicubic, as
-the authors' test transform); "multiple" resizes to the nearest multiples of 2**num_downs, keeping
-the aspect ratio; "none" raises a ValueError naming the image and the required multiple. Outputs
-have the size the generator ran at.
+Only the networks' parameters and batch statistics are restored (no optimiser, no training
+code). Test time follows `config.eval_mode` (`evaluate.py`); image sizes that are not multiples
+of the generator's `size_multiple` follow `resize` (`Translator.target_size`).
 """
 
 from __future__ import annotations

@@ -1,19 +1,8 @@
-"""A static HTML results page for a training run, rebuilt from files in its workdir.
+"""A static results page for a training run, rebuilt from the files in its workdir.
 
-The training loop appends to `workdir/metrics.jsonl` and saves sample grids with
-`save_sample_grid`; `write_report(workdir)` turns both into
-`workdir/index.html` with plots (drawn by `plots.py`) under `workdir/plots/`. The page uses relative
-links only and no JavaScript, so it opens from `file://` and can be copied
-along with the workdir.
-
-Sample grids are shown with their column titles laid out on the grid's own geometry (tiles and
-gaps), so the titles stay over their columns at any image size and page width; small samples are
-enlarged by a whole factor without smoothing, and each grid links to its full-size PNG.
-
-Files read (all optional; a missing or half-written file never fails the page):
-  metrics.jsonl   one JSON object per line, `"kind": "train"` or `"kind": "eval"`.
-  config.json     the run's config, shown collapsed.
-  samples/step_{step:08d}.png, samples/eval_step_{step:08d}.png
+`write_report(workdir)` turns metrics.jsonl, config.json, the environment record and the sample
+grids (`save_sample_grid`) into index.html and plots/: relative links, no JavaScript, so it opens
+from `file://` and travels with the workdir. Missing or half-written files never fail it.
 """
 
 from __future__ import annotations

@@ -1,32 +1,9 @@
-"""Random-access sources over pix2pix image folders on disk.
+"""Random-access sources over pix2pix image folders (on a disk or in a bucket).
 
-A source is what `grain.MapDataset.source` reads: `len(source)` and
-`source[i] -> {"a": uint8 (H, W, 3), "b": uint8 (H, W, 3), "name": str}`,
-deterministic, thread-safe and picklable (for grain's worker processes).
-Direction, greyscale, resizing and cropping are the input pipeline's job.
-
-Two layouts:
-
-- `AlignedFolderSource`: the authors' format, `root/split/NAME.jpg` holding A
-  on the left half and B on the right (`data/aligned_dataset.py`).
-- `PairedFolderSource`: `root/split/A/NAME.*` and `root/split/B/NAME.*`,
-  matched by file stem, as the authors' `datasets/combine_A_and_B.py` expects
-  before it combines them.
-
-Files are ordered naturally ('2.jpg' before '10.jpg'); "name" is the file
-stem, the name the authors give to results saved for that image, and
-`file_names` the files' names, by which `pipeline.authors_order` sorts as the
-authors do ('10.jpg' before '2.jpg').
-
-`skip_bad=True` tolerates corrupt files. The constructor then reads every
-file's header (cheap, no decoding) and leaves out empty, non-image and, for
-aligned pairs, odd-width files. Truncated pixel data only shows when decoded,
-so `source[i]` on such a file returns instead the next good example (i + 1,
-i + 2, ... wrapping around), remembers the file as bad, and logs one warning
-per file. The result of `source[i]` therefore depends only on the files, not
-on the order of reads. `num_skipped` counts the files left out so far. With
-`skip_bad=False` (the default) nothing is checked up front and the first bad
-file raises `BadImageError` naming it.
+`AlignedFolderSource` reads the authors' format (`root/split/NAME.jpg`, A on the left half, B on
+the right); `PairedFolderSource` reads `root/split/A/NAME.*` with `root/split/B/NAME.*`. Files
+are in natural order; `skip_bad=True` leaves out corrupt files (see `folder_source`) instead of
+failing on the first with `BadImageError` naming it.
 """
 
 from __future__ import annotations
@@ -87,7 +64,14 @@ def detect_layout(root: str | os.PathLike, split: str) -> str:
 
 
 def folder_source(root: str | os.PathLike, split: str, skip_bad: bool = False):
-  """An `AlignedFolderSource` or `PairedFolderSource`, whichever layout `root/split` has."""
+  """An `AlignedFolderSource` or `PairedFolderSource`, whichever layout `root/split` has.
+
+  Sources are deterministic, thread-safe and picklable (for worker processes). With `skip_bad`
+  the constructor reads every file's header and leaves out empty, non-image and (aligned)
+  odd-width files; a file whose pixel data is truncated shows only when decoded, and then
+  `source[i]` returns the next good example, remembers the file as bad and warns once, so a
+  result depends only on the files. `num_skipped` counts the files left out so far.
+  """
   if detect_layout(root, split) == "paired":
     return PairedFolderSource(root, split, skip_bad=skip_bad)
   return AlignedFolderSource(root, split, skip_bad=skip_bad)

@@ -1,17 +1,9 @@
-r"""Prepares a pix2pix dataset as TFDS array_record files, once.
-
-One of the authors' datasets (downloaded, or from --manual_dir when offline):
+"""Prepares a pix2pix dataset as TFDS array_record files, once (again only with --overwrite).
 
   python -m pix2pix_jax.data.prepare --dataset facades [--manual_dir DIR] [--data_dir DIR]
-
-Any folder of pairs, each split a subfolder holding aligned A|B images or A/
-and B/ subfolders (detected per split):
-
   python -m pix2pix_jax.data.prepare --dataset folder --source_dir DIR --name NAME
 
-Running it again is a no-op; --overwrite rebuilds. Read the result with
-`pix2pix_jax.data.tfds_builder.TfdsSource(name, split, data_dir)`. A mistake ends in one
-`error: ...` line and exit code 2 (the command is wrong) or 1 (the data could not be prepared).
+`--data_dir` may be a bucket (gs://): the records are built locally and uploaded.
 """
 
 from __future__ import annotations

@@ -1,19 +1,9 @@
-"""TFDS builders for the pix2pix datasets, written as array_record, and a source over them.
+"""TFDS builders for the pix2pix datasets (array_record, no TensorFlow) and a source over them.
 
-- `Pix2pix` (TFDS name `pix2pix`) has one config per dataset the authors ship,
-  e.g. `pix2pix/facades`, with their splits.
-- `Pix2pixFolder` (TFDS name `pix2pix_folder`) builds any user folder of pairs,
-  aligned A|B images or A/ and B/ subfolders, under a config named at run time:
-  `Pix2pixFolder(config="my_data")` with the folder as
-  `download_config.manual_dir`, stored as `pix2pix_folder/my_data`. A separate
-  builder keeps the authors' configs fixed and gives each user dataset its own
-  name and directory.
-
-Both store each pair as two lossless PNGs (`image_a`, `image_b`) and its file
-stem (`name`), so records decode to exactly the pixels the authors' loader
-gets from the original files. No TensorFlow is needed: images are encoded with
-Pillow and the records are array_record files, read back through
-`TfdsSource`. Prepare with `python -m pix2pix_jax.data.prepare`.
+`Pix2pix` has one config per dataset of the authors (`pix2pix/facades`, ...); `Pix2pixFolder`
+builds a user's folder of pairs under a name given at run time (`pix2pix_folder/NAME`). Each
+pair is stored as two lossless PNGs and its file stem, so records decode to exactly the pixels
+the authors' loader reads. `TfdsSource` reads them back.
 """
 
 from __future__ import annotations
