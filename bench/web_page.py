@@ -89,7 +89,7 @@ def _page_times(folder, rounds: int) -> tuple[float, list[float]]:
 
 def measure(name: str, rounds: int) -> dict:
   import onnxruntime as ort  # pylint: disable=import-outside-toplevel
-  from pix2pix_jax import demo  # pylint: disable=import-outside-toplevel
+  from pix2pix_jax import canvas  # pylint: disable=import-outside-toplevel
   from pix2pix_jax.export import onnx_model, web_page  # pylint: disable=import-outside-toplevel
   config = _config(name)
   translator = _translator(config)
@@ -117,7 +117,7 @@ def measure(name: str, rounds: int) -> dict:
     row[f"{weights}_psnr"] = 10 * np.log10(4.0 / mse) if mse else float("inf")
   with tempfile.TemporaryDirectory() as tmp:
     folder = os.path.join(tmp, "page")
-    web_page.write_page(translator, folder, palette=demo.palette_for(config),
+    web_page.write_page(translator, folder, palette=canvas.palette_for(config),
                         sample=np.zeros((config.data.crop_size,) * 2 + (3,), np.uint8),
                         title=name)
     row["folder_mb"] = _folder_size(folder) / 2**20

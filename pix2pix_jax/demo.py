@@ -15,14 +15,12 @@ import pathlib
 import time
 
 import numpy as np
-from absl import logging
 from PIL import Image
 
-from pix2pix_jax import errors, evaluate
-from pix2pix_jax.data import datasets
-from pix2pix_jax.pixels import to_uint8, to_unit_range
+from pix2pix_jax import canvas, errors, evaluate
+from pix2pix_jax.canvas import FREE_PALETTE, Palette, palette_for  # noqa: F401
+from pix2pix_jax.pixels import to_unit_range
 from pix2pix_jax.data import images as images_lib
-from pix2pix_jax.data import synthetic
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 7860
@@ -32,51 +30,6 @@ MAX_UPLOAD_PIXELS = 40_000_000
 # Uploads whose size the generator could take as it is but with a side past this are resized
 # to the canvas instead (a new, large shape would compile and run for seconds).
 MAX_CANVAS_SIDE = 1024
-
-
-# ---------------------------------------------------------------------------- palettes
-
-# The three CMP classes the synthetic facades never draw (data/synthetic.py), in the colours of
-# the authors' facades label maps (MATLAB jet(12)).
-_CMP_ONLY = {"blind": (255, 255, 0), "deco": (255, 170, 0), "molding": (255, 85, 0)}
-_CMP_ORDER = ("background", "wall", "window", "door", "cornice", "sill", "balcony", "blind",
-              "deco", "molding", "pillar", "shop")  # CMP class ids 1..12
-
-
-@dataclasses.dataclass(frozen=True)
-class Palette:
-  """The brushes of a dataset: `kind` is "labels" (strokes snapped), "edges" or "free"."""
-  kind: str
-  names: tuple[str, ...] = ()
-  colours: tuple[tuple[int, int, int], ...] = ()
-
-  @property
-  def rgb(self) -> np.ndarray:
-    return np.array(self.colours, np.uint8).reshape(-1, 3)
-
-  def hex(self) -> list[str]:
-    return ["#%02x%02x%02x" % c for c in self.colours]
-
-
-FREE_PALETTE = Palette("free", ("red", "green", "blue", "black", "white"),
-                       ((220, 40, 40), (40, 170, 60), (40, 80, 220), (0, 0, 0), (255, 255, 255)))
-
-
-def palette_for(config) -> Palette:
-  """The brushes for a run's input side (None config: an artifact alone, any colour)."""
-  if config is None:
-    return FREE_PALETTE
-  dataset, direction = config.data.dataset, config.data.direction
-  # Facades pairs are (photo A, label map B): the label map is the input only for BtoA.
-  if dataset == "synthetic" and direction == "BtoA":
-    return Palette("labels", synthetic.CLASS_NAMES, tuple(synthetic.FACADE_PALETTE.values()))
-  if dataset == "facades" and direction == "BtoA":
-    colours = {**synthetic.FACADE_PALETTE, **_CMP_ONLY}
-    return Palette("labels", _CMP_ORDER, tuple(colours[name] for name in _CMP_ORDER))
-  edges = dataset in datasets.AUTHORS and datasets.AUTHORS[dataset].edges
-  if edges and direction == "AtoB":  # edge map A → photo B
-    return Palette("edges", ("edge", "paper"), ((0, 0, 0), (255, 255, 255)))
-  return FREE_PALETTE
 
 
 def snap_strokes(composite: np.ndarray, background: np.ndarray | None,
@@ -264,45 +217,9 @@ def load_model(workdir: str | None = None, step: int | None = None,
 
 # ---------------------------------------------------------------------------- the first canvas
 
-def _validation_source(config):
-  """The run's validation split, read only where it already is (never downloaded)."""
-  from pix2pix_jax.data import pipeline
-  d = config.data
-  split = d.eval_split or "val"
-  if d.dataset in datasets.AUTHORS:  # prepared TFDS data only: no download, no build
-    from pix2pix_jax.data import tfds_builder
-    return tfds_builder.TfdsSource(f"pix2pix/{d.dataset}", split, data_dir=d.tfds_data_dir or None)
-  return pipeline.get_source(config, split)
-
-
 def initial_canvas(model: DemoModel) -> tuple[np.ndarray, str]:
   """The canvas to start from: a validation input, or a blank one; and where it came from."""
-  config = model.config
-  if config is not None:
-    try:
-      from pix2pix_jax.data import pipeline
-      source = _validation_source(config)
-      example = source[0]
-      prepared = pipeline.Transform.from_config(config, train=False)(example, None)["A"]
-      pixels = _to_rgb(to_uint8(prepared))
-      if model.fixed_hw is None or pixels.shape[:2] == model.fixed_hw:
-        return pixels, f"validation input {example['name']}"
-    except Exception as e:  # pylint: disable=broad-except
-      logging.warning("no validation input for the canvas (%s: %s); starting blank",
-                      type(e).__name__, str(e).splitlines()[0] if str(e) else "")
-  if model.fixed_hw is not None:
-    height, width = model.fixed_hw
-  elif config is not None and "crop" in config.data.preprocess:
-    height = config.data.crop_size
-    width = round(height * config.data.aspect_ratio) if "resize" in config.data.preprocess \
-        else height
-  else:
-    height = width = model.crop_size
-  m = model.size_multiple
-  height, width = max(m, round(height / m) * m), max(m, round(width / m) * m)
-  palette = palette_for(config)
-  fill = palette.colours[0] if palette.kind == "labels" else (255, 255, 255)
-  return np.full((height, width, 3), fill, np.uint8), "blank canvas"
+  return canvas.first_input(model.config, model.fixed_hw, model.crop_size, model.size_multiple)
 
 
 # ---------------------------------------------------------------------------- one request

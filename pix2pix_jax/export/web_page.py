@@ -221,13 +221,12 @@ def write_page(translator, output, *, palette, sample: np.ndarray, title: str,
 def export(config, workdir: str, output: str, step: int | None = None) -> epath.Path:
   """`launch.py --mode=export --format=web`: the page of the run's generator, in eval mode
   (running averages, no dropout)."""
-  from pix2pix_jax import demo, inference  # pylint: disable=g-import-not-at-top
+  from pix2pix_jax import canvas, inference  # pylint: disable=g-import-not-at-top
   config = config.copy_and_resolve_references()
   config.eval_mode = "eval"
   translator = inference.translator(config, workdir, step)
-  model = demo.DemoModel(translator=translator, config=config, workdir=workdir)
-  sample, _ = demo.initial_canvas(model)
-  path = write_page(translator, output, palette=demo.palette_for(config), sample=sample,
+  sample, _ = canvas.first_input(config, None, translator.crop_size, translator.size_multiple)
+  path = write_page(translator, output, palette=canvas.palette_for(config), sample=sample,
                     title=storage.resolve(workdir, "--workdir").name)
   print(f"exported the generator of checkpoint {translator.step} as a web page in {path}: "
         f"serve it (cd {path} && python -m http.server) and open http://localhost:8000",
