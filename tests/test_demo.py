@@ -235,6 +235,26 @@ def require_chromium() -> str:
   return chromium
 
 
+def offline_browser(playwright, chromium: str, aborted: list, viewport: tuple[int, int],
+                    allowed=lambda url: False):
+  """Chromium whose pages may reach 127.0.0.1 (and the URLs `allowed` accepts) only; every
+  other request is aborted and recorded in `aborted`. Returns (browser, context)."""
+  browser = playwright.chromium.launch(executable_path=chromium,
+                                       args=["--no-sandbox", "--disable-gpu"])
+  context = browser.new_context(viewport={"width": viewport[0], "height": viewport[1]})
+
+  def only_loopback(route):
+    url = urllib.parse.urlparse(route.request.url)
+    if url.hostname == "127.0.0.1" or allowed(url):
+      route.continue_()
+    else:
+      aborted.append(route.request.url)
+      route.abort()
+
+  context.route("**/*", only_loopback)
+  return browser, context
+
+
 def _require(module: str):
   """Imports an extra the page test needs: a failure in CI, a skip with the fix elsewhere."""
   try:
@@ -293,18 +313,7 @@ def test_demo_page_in_chromium(tmp_path, outbound_connections):
   aborted = []
   try:
     with sync_api.sync_playwright() as playwright:
-      browser = playwright.chromium.launch(executable_path=chromium,
-                                           args=["--no-sandbox", "--disable-gpu"])
-      context = browser.new_context(viewport={"width": 1280, "height": 1000})
-
-      def only_loopback(route):
-        if urllib.parse.urlparse(route.request.url).hostname == "127.0.0.1":
-          route.continue_()
-        else:
-          aborted.append(route.request.url)
-          route.abort()
-
-      context.route("**/*", only_loopback)
+      browser, context = offline_browser(playwright, chromium, aborted, (1280, 1000))
       page = context.new_page()
       page.goto(url, wait_until="networkidle")
       # The Markdown itself: the block around it also shows Gradio's timer while busy.

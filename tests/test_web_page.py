@@ -7,7 +7,6 @@ import http.server
 import re
 import threading
 import tomllib
-import urllib.parse
 
 import numpy as np
 import pytest
@@ -106,7 +105,8 @@ def _serve(folder):
 
 
 def test_the_page_in_chromium_gives_onnxruntimes_outputs(run, tmp_path):
-  from test_demo import _require, require_chromium  # pylint: disable=import-outside-toplevel
+  from test_demo import (_require, offline_browser,  # pylint: disable=import-outside-toplevel
+                         require_chromium)
   chromium = require_chromium()
   sync_api = _require("playwright.sync_api")
   from pix2pix_jax import commands  # pylint: disable=import-outside-toplevel
@@ -124,20 +124,10 @@ def test_the_page_in_chromium_gives_onnxruntimes_outputs(run, tmp_path):
   aborted = []
   try:
     with sync_api.sync_playwright() as playwright:
-      browser = playwright.chromium.launch(executable_path=chromium,
-                                           args=["--no-sandbox", "--disable-gpu"])
-      context = browser.new_context(viewport={"width": 1200, "height": 900})
-
-      def only_loopback(route):  # the folder is all the page may load
-        url = urllib.parse.urlparse(route.request.url)
-        if url.hostname == "127.0.0.1" or url.scheme == "file" and url.path.startswith(
-            folder.as_posix()):
-          route.continue_()
-        else:
-          aborted.append(route.request.url)
-          route.abort()
-
-      context.route("**/*", only_loopback)
+      # The folder is all the page may load (served, or as files).
+      browser, context = offline_browser(
+          playwright, chromium, aborted, (1200, 900),
+          allowed=lambda url: url.scheme == "file" and url.path.startswith(folder.as_posix()))
       page = context.new_page()
       page.goto(url)
       page.wait_for_function("window.pix2pix.last !== undefined", timeout=CHROMIUM_WAIT_MS)
