@@ -33,8 +33,12 @@ def _parts(workdir: epath.Path) -> list[epath.Path]:
 def read_lines(workdir) -> list[str]:
   """Every line logged in `workdir`, in order (the file's, then its parts')."""
   workdir = epath.Path(workdir)
+  return _read([workdir / NAME, *_parts(workdir)])
+
+
+def _read(paths: list[epath.Path]) -> list[str]:
   lines = []
-  for path in [workdir / NAME, *_parts(workdir)]:
+  for path in paths:
     try:
       lines += path.read_bytes().decode("utf-8", errors="replace").splitlines()
     except (FileNotFoundError, IsADirectoryError):
@@ -83,14 +87,15 @@ class MetricsLog:
   def truncate_after(self, step: float) -> None:
     """Drops the lines logged after `step` (a resumed run logs them again) and any line cut
     short; on object storage the parts are joined into metrics.jsonl."""
-    lines = read_lines(self.workdir)
-    parts = _parts(self.workdir) if self.remote else []
+    parts = _parts(self.workdir)
+    lines = _read([self.path, *parts])
+    joined = parts if self.remote else []
     kept = [line for line in lines if (s := _step(line)) is not None and s <= step]
-    if kept == lines and not parts:
+    if kept == lines and not joined:
       return
     with atomic.atomic_path(self.path) as temporary:
       temporary.write_text("".join(line + "\n" for line in kept))
-    for part in parts:
+    for part in joined:
       part.unlink()
 
   def close(self) -> None:
