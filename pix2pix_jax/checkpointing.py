@@ -94,13 +94,7 @@ def check_same_model(saved: dict, current: dict, what: str,
 def check_resumable(directory: str | os.PathLike, config: dict) -> None:
   """Raises ModelMismatchError when the newest checkpoint in `directory` (with a saved config)
   was trained with another model than `config`'s. Reads files only."""
-  directory = epath.Path(directory)
-  storage.invalidate_cache(directory)
-  if not directory.is_dir():
-    return
-  steps = sorted((int(p.name) for p in directory.iterdir() if p.is_dir() and p.name.isdigit()),
-                 reverse=True)
-  for step in steps:
+  for step in reversed(saved_steps(directory)):
     saved = read_saved_config(directory, step)
     if saved is not None:
       check_same_model(saved, config, f"checkpoint {step} in {directory}",
@@ -367,6 +361,16 @@ def _move(source: epath.Path, target: epath.Path) -> None:
   for path in storage.files(source):
     (target / path.relative_to(source)).write_bytes(path.read_bytes())
   source.rmtree()
+
+
+def saved_steps(directory: str | os.PathLike) -> list[int]:
+  """The steps of the checkpoints in `directory`, oldest first ([] when it does not exist).
+  Reads the listing afresh (a bucket client's cached one may predate another process's save)."""
+  directory = epath.Path(directory)
+  storage.invalidate_cache(directory)
+  if not directory.is_dir():
+    return []
+  return sorted(int(p.name) for p in directory.iterdir() if p.is_dir() and p.name.isdigit())
 
 
 def read_saved_environment(directory: str | os.PathLike, step: int) -> dict | None:

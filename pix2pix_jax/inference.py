@@ -40,10 +40,7 @@ TEST_TIME_KEYS = (
 
 def _checkpoint_steps(workdir: str | os.PathLike) -> tuple[epath.Path, list[int]]:
   directory = storage.resolve(workdir, "--workdir") / "checkpoints"
-  steps = []
-  storage.invalidate_cache(directory)
-  if directory.is_dir():
-    steps = sorted(int(p.name) for p in directory.iterdir() if p.is_dir() and p.name.isdigit())
+  steps = checkpointing.saved_steps(directory)
   if not steps:
     raise errors.PathNotFoundError(
         f"no checkpoints in {directory}: train first (launch.py --config CONFIG --workdir "

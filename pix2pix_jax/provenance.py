@@ -157,19 +157,17 @@ def check_resume(checkpoints, now: dict, strict: bool) -> list[str]:
   bit-identity. Returns the differences."""
   from pix2pix_jax import checkpointing  # pylint: disable=g-import-not-at-top
   directory = storage.resolve(checkpoints, "--workdir")
-  storage.invalidate_cache(directory)
-  steps = sorted((int(p.name) for p in directory.iterdir() if p.name.isdigit()),
-                 reverse=True) if directory.is_dir() else []
+  steps = checkpointing.saved_steps(directory)
   if not steps:
     return []
-  saved = checkpointing.read_saved_environment(directory, steps[0])
+  saved = checkpointing.read_saved_environment(directory, steps[-1])
   if saved is None:
     logging.info("Checkpoint %d has no record of the environment that made it (saved before "
-                 "records existed): bit-identity with its run cannot be checked.", steps[0])
+                 "records existed): bit-identity with its run cannot be checked.", steps[-1])
     return []
   found = differences(saved, now)
   if found:
-    where = f"checkpoint {steps[0]} was made with {summary(saved)}; now {summary(now)}"
+    where = f"checkpoint {steps[-1]} was made with {summary(saved)}; now {summary(now)}"
     lines = "\n".join(f"  {line}" for line in found)
     if strict:
       raise EnvironmentChangedError(

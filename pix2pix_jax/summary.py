@@ -21,7 +21,7 @@ import jax.numpy as jnp
 from etils import epath
 from flax import traverse_util
 
-from pix2pix_jax import metrics_log, models, storage
+from pix2pix_jax import checkpointing, metrics_log, models, provenance, storage
 
 
 @dataclasses.dataclass(frozen=True)
@@ -112,16 +112,13 @@ def _size(num_bytes: int) -> str:
 
 def checkpoints_section(workdir: epath.Path) -> str:
   directory = workdir / "checkpoints"
-  steps = []
-  storage.invalidate_cache(directory)
-  if directory.is_dir():
-    steps = sorted((int(p.name), p) for p in directory.iterdir()
-                   if p.is_dir() and p.name.isdigit())
+  steps = checkpointing.saved_steps(directory)
   lines = ["## Checkpoints", ""]
   if not steps:
     return "\n".join(lines + [f"None in {directory}.", ""])
   lines += [f"In {directory}:", "", "| step | size | written |", "|---:|---:|---|"]
-  for step, path in steps:
+  for step in steps:
+    path = directory / str(step)
     stats = [f.stat() for f in storage.files(path)]
     size = sum(s.length for s in stats)
     written = datetime.datetime.fromtimestamp(max(s.mtime for s in stats))
@@ -176,16 +173,14 @@ def evaluation_section(workdir: epath.Path) -> str:
 
 def environment_section(workdir: epath.Path) -> str:
   """What made the newest checkpoint, and each launch's record (`provenance.record`)."""
-  from pix2pix_jax import checkpointing, provenance  # pylint: disable=g-import-not-at-top
   lines = ["## Environment", ""]
   directory = workdir / "checkpoints"
-  steps = sorted((int(p.name) for p in directory.iterdir() if p.name.isdigit()),
-                 reverse=True) if directory.is_dir() else []
-  saved = checkpointing.read_saved_environment(directory, steps[0]) if steps else None
+  steps = checkpointing.saved_steps(directory)
+  saved = checkpointing.read_saved_environment(directory, steps[-1]) if steps else None
   if saved:
-    lines += [f"Checkpoint {steps[0]} was made with {provenance.summary(saved)}.", ""]
+    lines += [f"Checkpoint {steps[-1]} was made with {provenance.summary(saved)}.", ""]
   elif steps:
-    lines += [f"Checkpoint {steps[0]} has no record (saved before records existed).", ""]
+    lines += [f"Checkpoint {steps[-1]} has no record (saved before records existed).", ""]
   launches = workdir / "environment"
   records = sorted(p.name for p in launches.iterdir()) if launches.is_dir() else []
   for name in records:
