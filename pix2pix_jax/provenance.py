@@ -28,6 +28,7 @@ PACKAGES = ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "grain",
             "tensorflow-datasets", "numpy", "pillow")
 _PLUGINS = ("jax-cuda", "jax_cuda", "jax-rocm", "jax_rocm", "libtpu")
 _PACKAGE_DIR = pathlib.Path(__file__).resolve().parent
+ENVIRONMENT_DIR = "environment"  # in the workdir: one record per launch
 
 
 @functools.cache

@@ -21,7 +21,7 @@ from etils import epath
 from PIL import Image
 from PIL import PngImagePlugin
 
-from pix2pix_jax import atomic, losses, storage
+from pix2pix_jax import atomic, losses, provenance, storage
 from pix2pix_jax.pixels import to_uint8
 from pix2pix_jax.plots import EVAL_FIELDS, plot_accuracy, plot_eval, plot_losses, read_metrics
 
@@ -306,7 +306,7 @@ def _config_section(workdir: epath.Path) -> str:
 
 def _environment_section(workdir: epath.Path) -> str:
   """The newest launch's record of what made the run (`provenance.record`)."""
-  folder = workdir / "environment"
+  folder = workdir / provenance.ENVIRONMENT_DIR
   try:
     newest = max(folder.iterdir(), key=lambda p: p.name) if folder.is_dir() else None
     text = newest.read_text() if newest else ""

@@ -8,9 +8,8 @@ import time
 
 from etils import epath
 
-from pix2pix_jax import atomic, checkpointing, metrics_log
+from pix2pix_jax import atomic, checkpointing, metrics_log, provenance
 
-ENVIRONMENT_DIR = "environment"  # provenance.record of each launch
 # Object storage: TensorBoard's events are uploaded as a new file at most this often (seconds).
 TENSORBOARD_UPLOAD_S = 60
 
@@ -37,7 +36,7 @@ class RunFiles:
     checkpointing.save_config_json(self.workdir, self.config.to_dict())
     if self.environment is not None:  # one record per launch
       name = self.environment["time"].replace(":", "") + f"_{self.environment['host']}.json"
-      with atomic.atomic_path(self.workdir / ENVIRONMENT_DIR / name) as temporary:
+      with atomic.atomic_path(self.workdir / provenance.ENVIRONMENT_DIR / name) as temporary:
         temporary.write_text(json.dumps(self.environment, indent=1, sort_keys=True))
     self.metrics.truncate_after(step)
     if self.config.tensorboard:

@@ -3,7 +3,7 @@
 Every path a user gives goes through `resolve`, which returns an `etils.epath.Path` (the path
 type TFDS and Orbax use) for both. Object storage has no rename and no append, so the few
 writers that need them ask `is_remote` and write whole objects instead (one upload is atomic):
-`atomic.atomic_path`, `run_files.MetricsLog`, `lock.RunLock`.
+`atomic.atomic_path`, `metrics_log.MetricsLog`, `lock.RunLock`.
 """
 
 from __future__ import annotations

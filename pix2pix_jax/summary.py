@@ -181,7 +181,7 @@ def environment_section(workdir: epath.Path) -> str:
     lines += [f"Checkpoint {steps[-1]} was made with {provenance.summary(saved)}.", ""]
   elif steps:
     lines += [f"Checkpoint {steps[-1]} has no record (saved before records existed).", ""]
-  launches = workdir / "environment"
+  launches = workdir / provenance.ENVIRONMENT_DIR
   records = sorted(p.name for p in launches.iterdir()) if launches.is_dir() else []
   for name in records:
     rec = json.loads((launches / name).read_text())
