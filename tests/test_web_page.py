@@ -90,7 +90,7 @@ def test_the_onnx_export_loads_in_the_oldest_onnxruntime_the_extra_admits(transl
 
 def test_exporting_without_the_runtime_names_the_command(tmp_path, monkeypatch):
   monkeypatch.setattr(web_page, "runtime_dir", lambda: tmp_path / "none")
-  monkeypatch.setattr(web_page, "_npm_copy", lambda: None)
+  monkeypatch.setattr(web_page, "_npm_dist", lambda: tmp_path / "no_npm")
   with pytest.raises(web_page.RuntimeMissingError,
                      match=r"python -m pix2pix_jax.export.web_page --fetch_runtime"):
     web_page._runtime_files()  # pylint: disable=protected-access

@@ -80,10 +80,13 @@ def runtime_dir() -> pathlib.Path:
   return cache / "pix2pix_jax" / f"onnxruntime-web-{version}"
 
 
-def _npm_copy() -> pathlib.Path | None:
-  """web/node_modules/onnxruntime-web/dist after `npm ci` in web/, when it holds the files."""
-  dist = LOCKFILE.parent / "node_modules" / "onnxruntime-web" / "dist"
-  return dist if all((dist / name).is_file() for name in RUNTIME_FILES) else None
+def _npm_dist() -> pathlib.Path:
+  """Where `npm ci` in web/ puts the runtime files."""
+  return LOCKFILE.parent / "node_modules" / "onnxruntime-web" / "dist"
+
+
+def _complete(folder: pathlib.Path) -> bool:
+  return all((folder / name).is_file() for name in RUNTIME_FILES)
 
 
 def fetch_runtime() -> pathlib.Path:
@@ -91,7 +94,7 @@ def fetch_runtime() -> pathlib.Path:
   keeps the files the page loads; returns their folder."""
   version, integrity = pinned_runtime()
   target = runtime_dir()
-  if all((target / name).is_file() for name in RUNTIME_FILES):
+  if _complete(target):
     return target
   url = f"https://registry.npmjs.org/onnxruntime-web/-/onnxruntime-web-{version}.tgz"
   logging.info("Downloading %s", url)
@@ -111,8 +114,8 @@ def fetch_runtime() -> pathlib.Path:
 
 
 def _runtime_files() -> pathlib.Path:
-  for folder in (_npm_copy(), runtime_dir()):
-    if folder is not None and all((folder / name).is_file() for name in RUNTIME_FILES):
+  for folder in (_npm_dist(), runtime_dir()):
+    if _complete(folder):
       return folder
   version, _ = pinned_runtime()
   raise RuntimeMissingError(
