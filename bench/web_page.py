@@ -93,7 +93,7 @@ def measure(name: str, rounds: int) -> dict:
   from pix2pix_jax.export import onnx_model, web_page  # pylint: disable=import-outside-toplevel
   config = _config(name)
   translator = _translator(config)
-  variables = {"params": translator.g_params, "batch_stats": translator.g_batch_stats}
+  variables = translator.variables
   inputs, data = _inputs(config)
   row = {"model": name, "data": data}
   outputs = {}

@@ -215,6 +215,11 @@ class Translator:
             f"{self.input_nc}→{self.output_nc} channels, sizes multiple of "
             f"{self.size_multiple}, batch_size={self.batch_size}, seed={self.seed})")
 
+  @property
+  def variables(self) -> dict:
+    """The generator's Flax variables ({'params', 'batch_stats'})."""
+    return {"params": self.g_params, "batch_stats": self.g_batch_stats}
+
   # ---- preparing inputs
   def target_size(self, width: int, height: int, name: str, resize: str) -> tuple[int, int]:
     """The (width, height) an image of this size goes through the generator at."""

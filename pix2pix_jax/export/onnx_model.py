@@ -497,10 +497,8 @@ def export_onnx(translator, path: str | os.PathLike, *, opset: int = OPSET) -> e
   metadata = {"input_nc": translator.input_nc, "output_nc": translator.output_nc,
               "size_multiple": translator.size_multiple, "crop_size": translator.crop_size,
               "direction": translator.direction, "step": translator.step}
-  model = build_model(translator.generator,
-                      {"params": translator.g_params, "batch_stats": translator.g_batch_stats},
-                      translator.mode, input_nc=translator.input_nc, metadata=metadata,
-                      opset=opset)
+  model = build_model(translator.generator, translator.variables, translator.mode,
+                      input_nc=translator.input_nc, metadata=metadata, opset=opset)
   with atomic.atomic_path(path) as temporary:
     onnx.save_model(model, os.fspath(temporary))
   return path

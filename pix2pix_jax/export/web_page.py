@@ -183,10 +183,8 @@ def write_page(translator, output, *, palette, sample: np.ndarray, title: str,
   from pix2pix_jax import evaluate  # pylint: disable=g-import-not-at-top
   from pix2pix_jax.export import onnx_model  # pylint: disable=g-import-not-at-top
   runtime = _runtime_files()
-  model = onnx_model.build_model(
-      translator.generator, {"params": translator.g_params,
-                             "batch_stats": translator.g_batch_stats},
-      translator.mode, input_nc=translator.input_nc)
+  model = onnx_model.build_model(translator.generator, translator.variables, translator.mode,
+                                 input_nc=translator.input_nc)
   data = reduce_weights(model, weights).SerializeToString()
   parts = [data[i:i + PART_BYTES] for i in range(0, len(data), PART_BYTES)]
   names = [f"model.{k}.onnx" if len(parts) > 1 else "model.onnx" for k in range(len(parts))]
