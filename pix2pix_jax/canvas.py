@@ -11,7 +11,7 @@ import numpy as np
 from absl import logging
 
 from pix2pix_jax.data import datasets, synthetic
-from pix2pix_jax.pixels import to_uint8
+from pix2pix_jax.pixels import to_rgb, to_uint8
 
 
 # The three CMP classes the synthetic facades never draw (data/synthetic.py), in the colours of
@@ -78,8 +78,7 @@ def first_input(config, fixed_hw: tuple[int, int] | None, crop_size: int,
       source = _validation_source(config)
       example = source[0]
       prepared = pipeline.Transform.from_config(config, train=False)(example, None)["A"]
-      pixels = to_uint8(prepared)
-      pixels = np.repeat(pixels, 3, axis=-1) if pixels.shape[-1] == 1 else pixels
+      pixels = to_rgb(to_uint8(prepared))
       if fixed_hw is None or pixels.shape[:2] == fixed_hw:
         return pixels, f"validation input {example['name']}"
     except Exception as e:  # pylint: disable=broad-except

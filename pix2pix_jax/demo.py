@@ -19,7 +19,7 @@ from PIL import Image
 
 from pix2pix_jax import canvas, errors, evaluate
 from pix2pix_jax.canvas import FREE_PALETTE, Palette, palette_for  # noqa: F401
-from pix2pix_jax.pixels import to_unit_range
+from pix2pix_jax.pixels import to_rgb, to_unit_range
 from pix2pix_jax.data import images as images_lib
 
 DEFAULT_HOST = "127.0.0.1"
@@ -122,10 +122,6 @@ def _to_channels(pixels: np.ndarray, channels: int) -> np.ndarray:
   return np.asarray(Image.fromarray(pixels).convert("L"))[..., None]
 
 
-def _to_rgb(pixels: np.ndarray) -> np.ndarray:
-  return np.repeat(pixels, 3, axis=-1) if pixels.shape[-1] == 1 else pixels
-
-
 class DemoModel:
   """A generator (a run's checkpoint or a jax.export artifact) and, for runs, its discriminator.
 
@@ -177,7 +173,7 @@ class DemoModel:
       # one image, as in a batch of one.
       batch = np.repeat(x[None], self.exported.batch or 1, axis=0)
       out = self.exported(batch, seed=int(seed))[0]
-    return _to_rgb(np.asarray(out))
+    return to_rgb(out)
 
   def heatmap(self, pixels: np.ndarray, output: np.ndarray, mode: str) -> np.ndarray:
     """The discriminator's per-patch P(real) for (input, output), (h, w) in [0, 1]."""

@@ -16,6 +16,12 @@ def to_uint8(images) -> np.ndarray:
   return np.round((np.clip(images, -1.0, 1.0) + 1.0) * 127.5).astype(np.uint8)
 
 
+def to_rgb(pixels) -> np.ndarray:
+  """(..., C) pixels with C in {1, 3} → (..., 3), grey repeated: how pages show an image."""
+  pixels = np.asarray(pixels)
+  return np.repeat(pixels, 3, axis=-1) if pixels.shape[-1] == 1 else pixels
+
+
 # `to_unit_range` of every uint8 value: the train step scales uint8 batches on the devices by
 # this table, so that it gets exactly the host's float32 values on any backend.
 UNIT_RANGE_OF_UINT8 = to_unit_range(np.arange(256, dtype=np.uint8))

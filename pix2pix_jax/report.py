@@ -22,7 +22,7 @@ from PIL import Image
 from PIL import PngImagePlugin
 
 from pix2pix_jax import atomic, losses, provenance, storage
-from pix2pix_jax.pixels import to_uint8
+from pix2pix_jax.pixels import to_rgb, to_uint8
 from pix2pix_jax.plots import EVAL_FIELDS, plot_accuracy, plot_eval, plot_losses, read_metrics
 
 # Red (judged fake) to green (judged real): the reading needs no legend lookup.
@@ -57,10 +57,7 @@ _EAGER_SAMPLE_STEPS = 3
 
 def _to_uint8_rgb(images: np.ndarray) -> np.ndarray:
   """(N, H, W, C) floats in [-1, 1], C in {1, 3} -> (N, H, W, 3) uint8."""
-  pixels = to_uint8(images)
-  if pixels.shape[-1] == 1:
-    pixels = np.repeat(pixels, 3, axis=-1)
-  return pixels
+  return to_rgb(to_uint8(images))
 
 
 def heatmap_tiles(heatmaps: np.ndarray, outputs_rgb: np.ndarray) -> np.ndarray:
