@@ -32,6 +32,11 @@ class Palette:
   def rgb(self) -> np.ndarray:
     return np.array(self.colours, np.uint8).reshape(-1, 3)
 
+  @property
+  def background(self) -> tuple[int, int, int]:
+    """A blank canvas's colour: a label map's first class, else white paper."""
+    return self.colours[0] if self.kind == "labels" else (255, 255, 255)
+
   def hex(self) -> list[str]:
     return ["#%02x%02x%02x" % c for c in self.colours]
 
@@ -94,6 +99,4 @@ def first_input(config, fixed_hw: tuple[int, int] | None, crop_size: int,
     height = width = crop_size
   m = size_multiple
   height, width = max(m, round(height / m) * m), max(m, round(width / m) * m)
-  palette = palette_for(config)
-  fill = palette.colours[0] if palette.kind == "labels" else (255, 255, 255)
-  return np.full((height, width, 3), fill, np.uint8), "blank canvas"
+  return np.full((height, width, 3), palette_for(config).background, np.uint8), "blank canvas"

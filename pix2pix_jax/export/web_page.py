@@ -200,8 +200,7 @@ def write_page(translator, output, *, palette, sample: np.ndarray, title: str,
       "model_parts": names, "masks": masks,
       "palette": {"kind": palette.kind, "names": list(palette.names),
                   "colours": [list(c) for c in palette.colours],
-                  "background": list(palette.colours[0]) if palette.kind == "labels"
-                  else [255, 255, 255]},
+                  "background": list(palette.background)},
   }
   output = storage.resolve(output, "--output")
   with atomic.atomic_path(output) as folder:
