@@ -159,15 +159,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     if workdir_path.is_dir():
       run_lock.acquire()
     checkpointing.check_resumable(workdir_path / "checkpoints", config.to_dict())
-    provenance.check_resume(workdir_path / "checkpoints", provenance.record(config),
+    environment = provenance.record(config)
+    provenance.check_resume(workdir_path / "checkpoints", environment,
                             strict=bool(config.get("require_identical_environment", False)))
-    return _train(config, workdir_path, stop, cleanup, run_lock)
+    return _train(config, workdir_path, stop, cleanup, run_lock, environment)
 
 
 def _train(config, workdir_path: epath.Path, stop: signals.StopRequest,
-           cleanup: contextlib.ExitStack, run_lock: lock.RunLock) -> dict[str, Any]:
+           cleanup: contextlib.ExitStack, run_lock: lock.RunLock,
+           environment: dict) -> dict[str, Any]:
   main = parallel.is_main_process()
-  environment = provenance.record(config)
   logging.info("Environment: %s", provenance.summary(environment))
   provenance.check_hosts_agree(environment)
   if jax.process_count() > 1 and platform.is_per_host_cache(config):
