@@ -535,7 +535,7 @@ def overrides(draw):
   return values
 
 
-def _start(config, workdir, stop, cleanup, run_lock):
+def _start(config, workdir, stop, cleanup, run_lock, environment):
   """The start of a training run without its compilation: data, networks, schedule, batch."""
   from pix2pix_jax import loop
   from pix2pix_jax.data import pipeline
