@@ -67,7 +67,8 @@ def launch(argv):
   options = dict(step=FLAGS.step, split=FLAGS.split, input_path=FLAGS.input,
                  output=FLAGS.output, aligned=FLAGS.aligned, resize=FLAGS.resize,
                  export_format=FLAGS.format, with_discriminator=FLAGS.with_discriminator,
-                 artifact=FLAGS.artifact, host=FLAGS.host, port=FLAGS.port)
+                 artifact=FLAGS.artifact, host=FLAGS.host, port=FLAGS.port,
+                 eval_mode=_given("eval_mode"))
   if modes.MODES[FLAGS.mode].own_config:  # loads the run (or artifact) itself
     platform.configure()
     return commands.run(FLAGS.mode, None, FLAGS.workdir, **options)
@@ -77,6 +78,13 @@ def launch(argv):
                                         FLAGS.process_id, auto=FLAGS.distributed == "auto")
   parallel.log_topology()
   return commands.run(FLAGS.mode, config, FLAGS.workdir, **options)
+
+
+def _given(field: str):
+  """The value of `--config.<field>` when the command line gives it, else None."""
+  if FLAGS.config is None:
+    return None
+  return config_flags.get_override_values(FLAGS["config"]).get(field)
 
 
 def with_saved_config(argv: list[str]) -> list[str]:

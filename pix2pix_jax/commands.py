@@ -177,9 +177,12 @@ def run_translate(config, workdir: str, input_path: str, output: str,
 
 
 def run_export(config, workdir: str, output: str, step: int | None = None, *,
-               export_format: str | None = None, with_discriminator: bool = False):
+               export_format: str | None = None, with_discriminator: bool = False,
+               eval_mode: str | None = None):
   """Writes the generator in the format --format or --output's ending names
-  (`export.FORMATS`); returns what the format's writer returns."""
+  (`export.FORMATS`); returns what the format's writer returns. `eval_mode` is
+  --config.eval_mode when the command line gives it: a format with a test-time mode of its own
+  (the web page's is eval) takes it instead."""
   from pix2pix_jax import export
   if not output:
     raise errors.UsageError("--mode=export needs --output: the artifact's path, e.g. "
@@ -191,6 +194,9 @@ def run_export(config, workdir: str, output: str, step: int | None = None, *,
       raise errors.UsageError(f"--with_discriminator applies to --format=pth only (--format="
                               f"{chosen.name} exports the generator)")
     options["with_discriminator"] = True
+  if eval_mode is not None and "eval_mode" in inspect.signature(
+      export.module(chosen.name).export).parameters:
+    options["eval_mode"] = eval_mode
   return export.module(chosen.name).export(config, workdir, output, step, **options)
 
 

@@ -4,6 +4,7 @@ giving onnxruntime's outputs, with no request outside its folder."""
 
 import functools
 import http.server
+import json
 import re
 import threading
 import tomllib
@@ -12,6 +13,7 @@ import numpy as np
 import pytest
 
 from conftest import REPO_ROOT
+from helpers import run_launch
 from configs import quickstart
 from pix2pix_jax import inference, loop, platform
 from pix2pix_jax.data import pipeline
@@ -104,23 +106,15 @@ def _serve(folder):
   return server
 
 
-def test_the_page_in_chromium_gives_onnxruntimes_outputs(run, tmp_path):
+def _in_chromium(folder, use_page):
+  """Serves `folder` on 127.0.0.1, opens its index.html in Chromium once the first translation
+  is shown, and returns `use_page(page, context)`; asserts that nothing outside the folder was
+  requested."""
   from test_demo import (_require, offline_browser,  # pylint: disable=import-outside-toplevel
                          require_chromium)
   chromium = require_chromium()
   sync_api = _require("playwright.sync_api")
-  from pix2pix_jax import commands  # pylint: disable=import-outside-toplevel
-  folder = tmp_path / "page"
-  commands.run_export(inference.run_config(run), str(run), str(folder), export_format="web")
-  meta = __import__("json").loads((folder / "model.json").read_text())
-  assert meta["mode"] == "eval" and meta["weights"] == "int8" and meta["masks"] == []
-  for path in folder.iterdir():
-    assert path.stat().st_size < 50 * 2**20, path  # GitHub's warning
-  model_bytes = b"".join((folder / name).read_bytes() for name in meta["model_parts"])
-  expected_session = ort.InferenceSession(model_bytes, providers=["CPUExecutionProvider"])
-
   server = _serve(folder)
-  url = f"http://127.0.0.1:{server.server_address[1]}/index.html"
   aborted = []
   try:
     with sync_api.sync_playwright() as playwright:
@@ -129,29 +123,53 @@ def test_the_page_in_chromium_gives_onnxruntimes_outputs(run, tmp_path):
           playwright, chromium, aborted, (1200, 900),
           allowed=lambda url: url.scheme == "file" and url.path.startswith(folder.as_posix()))
       page = context.new_page()
-      page.goto(url)
+      page.goto(f"http://127.0.0.1:{server.server_address[1]}/index.html")
       page.wait_for_function("window.pix2pix.last !== undefined", timeout=CHROMIUM_WAIT_MS)
-      sample = np.array(page.evaluate("Array.from(window.pix2pix.last.input)"), np.float32)
-      # A stroke with the third brush across the canvas.
-      page.locator("#brushes button").nth(2).click()
-      box = page.locator("#input").bounding_box()
-      page.mouse.move(box["x"] + 0.2 * box["width"], box["y"] + 0.3 * box["height"])
-      page.mouse.down()
-      page.mouse.move(box["x"] + 0.8 * box["width"], box["y"] + 0.6 * box["height"], steps=12)
-      page.mouse.up()
-      page.evaluate("window.pix2pix.translate()")  # after the stroke's own translation
-      shown = page.evaluate("""(() => { const l = window.pix2pix.last;
-          return {input: Array.from(l.input), output: Array.from(l.output),
-                  backend: window.pix2pix.backend,
-                  timing: document.querySelector('#timing').innerText}; })()""")
-      # Opened from file:// the page says how to serve it instead.
-      local = context.new_page()
-      local.goto((folder / "index.html").as_uri())
-      assert "python -m http.server" in local.locator("#file-note").inner_text()
+      result = use_page(page, context)
       browser.close()
   finally:
     server.shutdown()
   assert not aborted, f"requests outside the folder: {aborted}"
+  return result
+
+
+def _meta_and_session(folder):
+  meta = json.loads((folder / "model.json").read_text())
+  model_bytes = b"".join((folder / name).read_bytes() for name in meta["model_parts"])
+  return meta, ort.InferenceSession(model_bytes, providers=["CPUExecutionProvider"])
+
+
+def test_the_page_in_chromium_gives_onnxruntimes_outputs(run, tmp_path):
+  from pix2pix_jax import commands  # pylint: disable=import-outside-toplevel
+  folder = tmp_path / "page"
+  commands.run_export(inference.run_config(run), str(run), str(folder), export_format="web")
+  meta, expected_session = _meta_and_session(folder)
+  assert meta["mode"] == "eval" and meta["weights"] == "int8" and meta["masks"] == []
+  for path in folder.iterdir():
+    assert path.stat().st_size < 50 * 2**20, path  # GitHub's warning
+
+  def draw(page, context):
+    sample = np.array(page.evaluate("Array.from(window.pix2pix.last.input)"), np.float32)
+    # A stroke with the third brush across the canvas.
+    page.locator("#brushes button").nth(2).click()
+    box = page.locator("#input").bounding_box()
+    page.mouse.move(box["x"] + 0.2 * box["width"], box["y"] + 0.3 * box["height"])
+    page.mouse.down()
+    page.mouse.move(box["x"] + 0.8 * box["width"], box["y"] + 0.6 * box["height"], steps=12)
+    page.mouse.up()
+    page.evaluate("window.pix2pix.translate()")  # after the stroke's own translation
+    shown = page.evaluate("""(() => { const l = window.pix2pix.last;
+        return {input: Array.from(l.input), output: Array.from(l.output),
+                backend: window.pix2pix.backend,
+                timing: document.querySelector('#timing').innerText}; })()""")
+    # Opened from file:// the page says how to serve it instead.
+    local = context.new_page()
+    local.goto((folder / "index.html").as_uri())
+    shown["file_note"] = local.locator("#file-note").inner_text()
+    return sample, shown
+
+  sample, shown = _in_chromium(folder, draw)
+  assert "python -m http.server" in shown["file_note"]
   assert shown["backend"] in ("webgpu", "wasm") and " ms on " in shown["timing"]
   drawn = np.array(shown["input"], np.float32)
   assert (drawn != sample).mean() > 0.01, "the stroke did not reach the model's input"
@@ -163,3 +181,39 @@ def test_the_page_in_chromium_gives_onnxruntimes_outputs(run, tmp_path):
   expected = expected_session.run(None, {"images": drawn.reshape(1, 3, size, size)})[0]
   np.testing.assert_allclose(np.array(shown["output"]).reshape(expected.shape), expected,
                              rtol=0, atol=1e-4)
+
+
+def test_a_paper_mode_page_draws_dropout_masks_at_each_translation(run, tmp_path):
+  folder = tmp_path / "paper_page"
+  result = run_launch(run, "--mode=export", "--format=web", f"--output={folder}",
+                      "--config.eval_mode=paper", config=None)
+  assert "(paper mode)" in result.stdout
+  meta, session = _meta_and_session(folder)
+  generator_masks = [i.name for i in session.get_inputs() if i.name != "images"]
+  assert meta["mode"] == "paper" and generator_masks
+  assert sorted(m["name"] for m in meta["masks"]) == sorted(generator_masks)
+
+  def translate_twice(page, context):
+    del context
+    script = """(() => { const l = window.pix2pix.last;
+        const masks = Object.fromEntries(Object.entries(l.masks).map(
+            ([name, m]) => [name, {dims: m.dims, keep: Array.from(m.keep)}]));
+        return {input: Array.from(l.input), output: Array.from(l.output), masks}; })()"""
+    first = page.evaluate(script)
+    page.evaluate("window.pix2pix.translate()")
+    return first, page.evaluate(script)
+
+  shown = _in_chromium(folder, translate_twice)
+  size = meta["size"][0]
+  for run_shown in shown:
+    feeds = {"images": np.array(run_shown["input"], np.float32).reshape(1, 3, size, size)}
+    for name, mask in run_shown["masks"].items():
+      keep = np.array(mask["keep"], bool).reshape(mask["dims"])
+      assert 0.35 < keep.mean() < 0.65, (name, keep.mean())  # P(keep) = 1 - 0.5
+      feeds[name] = keep
+    expected = session.run(None, feeds)[0]
+    np.testing.assert_allclose(np.array(run_shown["output"]).reshape(expected.shape), expected,
+                               rtol=0, atol=1e-4)
+  # New masks at each translation: the same drawing, another photo.
+  assert shown[0]["input"] == shown[1]["input"] and shown[0]["masks"] != shown[1]["masks"]
+  assert not np.allclose(shown[0]["output"], shown[1]["output"])

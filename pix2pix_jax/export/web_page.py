@@ -218,17 +218,20 @@ def write_page(translator, output, *, palette, sample: np.ndarray, title: str,
   return output
 
 
-def export(config, workdir: str, output: str, step: int | None = None) -> epath.Path:
+def export(config, workdir: str, output: str, step: int | None = None, *,
+           eval_mode: str = "eval") -> epath.Path:
   """`launch.py --mode=export --format=web`: the page of the run's generator, in eval mode
-  (running averages, no dropout)."""
+  (running averages, no dropout) unless --config.eval_mode=paper asks for the paper's (batch
+  statistics, dropout masks drawn by the page at each translation)."""
   from pix2pix_jax import canvas, inference  # pylint: disable=g-import-not-at-top
   config = config.copy_and_resolve_references()
-  config.eval_mode = "eval"
+  config.eval_mode = eval_mode
   translator = inference.translator(config, workdir, step)
   sample, _ = canvas.first_input(config, None, translator.crop_size, translator.size_multiple)
   path = write_page(translator, output, palette=canvas.palette_for(config), sample=sample,
                     title=storage.resolve(workdir, "--workdir").name)
-  print(f"exported the generator of checkpoint {translator.step} as a web page in {path}: "
+  print(f"exported the generator of checkpoint {translator.step} ({translator.mode} mode) as a "
+        f"web page in {path}: "
         f"serve it (cd {path} && python -m http.server) and open http://localhost:8000",
         flush=True)
   return path

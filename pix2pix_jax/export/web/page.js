@@ -183,12 +183,14 @@ async function main() {
     const pixels = input.getImageData(0, 0, width, height).data;
     const images = toUnitRange(pixels, meta.input_nc, width, height);
     const feeds = { images: new ort.Tensor("float32", images, [1, meta.input_nc, height, width]) };
+    const masks = {};
     for (const mask of meta.masks) {  // paper mode: dropout masks drawn here, P(keep) = 1 - rate
       const dims = mask.shape.map((d) => d === "batch" ? 1 : typeof d === "number" ? d
           : Math.round((d.startsWith("height") ? height : width) / Number(d.split("/")[1] || 1)));
       const keep = new Uint8Array(dims.reduce((a, b) => a * b, 1));
       for (let i = 0; i < keep.length; i++) keep[i] = Math.random() >= mask.rate ? 1 : 0;
       feeds[mask.name] = new ort.Tensor("bool", keep, dims);
+      masks[mask.name] = { dims, keep };
     }
     const start = performance.now();
     const result = await session.run(feeds);
@@ -198,7 +200,7 @@ async function main() {
                                       height), 0, 0);
     $("timing").textContent = `${(1000 * seconds).toFixed(0)} ms on ${backend}`;
     $("download").href = $("output").toDataURL("image/png");
-    window.pix2pix.last = { input: images, output: values, seconds };
+    window.pix2pix.last = { input: images, output: values, masks, seconds };
     return window.pix2pix.last;
   }
   function translate() {  // one run at a time, in order
