@@ -132,7 +132,10 @@ def _fields(rec: dict) -> dict[str, str]:
 
 def differences(before: dict, now: dict) -> list[str]:
   """`key: before → now` for each field that breaks bit-identity between two records."""
-  a, b = _fields(before), _fields(now)
+  return _field_differences(_fields(before), _fields(now))
+
+
+def _field_differences(a: dict[str, str], b: dict[str, str]) -> list[str]:
   return [f"{key}: {a.get(key, '(absent)')} → {b.get(key, '(absent)')}"
           for key in list(dict.fromkeys([*a, *b])) if a.get(key) != b.get(key)]
 
@@ -181,19 +184,31 @@ def check_resume(checkpoints, now: dict, strict: bool) -> list[str]:
   return found
 
 
+# The bytes each process sends of its fields when the hosts compare them (a few hundred are
+# used; a longer record is compared by its digest).
+_GATHER_BYTES = 8192
+
+
 def check_hosts_agree(rec: dict) -> None:
   """In a multi-host run every process's record must decide the same numbers: otherwise every
-  process stops, naming the processes that differ (each logs its differences)."""
+  process stops, naming each process that differs from process 0 and how."""
   if jax.process_count() == 1:
     return
   from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
-  fields = json.dumps(_fields(rec), sort_keys=True).encode()
-  digest = np.frombuffer(hashlib.sha256(fields).digest()[:8], np.uint32)
-  digests = np.asarray(multihost_utils.process_allgather(digest)).reshape(jax.process_count(), -1)
-  differing = [p for p in range(jax.process_count()) if not np.array_equal(digests[p], digests[0])]
+  encoded = json.dumps(_fields(rec), sort_keys=True).encode()
+  if len(encoded) > _GATHER_BYTES:
+    encoded = json.dumps({"fields_sha256": hashlib.sha256(encoded).hexdigest()}).encode()
+  buffer = np.zeros(_GATHER_BYTES, np.uint8)
+  buffer[:len(encoded)] = np.frombuffer(encoded, np.uint8)
+  gathered = np.asarray(multihost_utils.process_allgather(buffer)).reshape(
+      jax.process_count(), _GATHER_BYTES)
+  fields = [json.loads(bytes(row).rstrip(b"\0")) for row in gathered]
+  differing = {p: _field_differences(fields[0], fields[p])
+               for p in range(1, len(fields)) if fields[p] != fields[0]}
   if differing:
     raise EnvironmentChangedError(
-        f"processes {differing} run in another environment than process 0 (libraries, devices "
-        "or XLA settings; each process logs its record): install the same versions and "
-        "settings on every host")
+        "the processes of this run would not compute the same numbers: " + "; ".join(
+            f"process {p} differs from process 0 in {', '.join(found)}"
+            for p, found in differing.items())
+        + ": install the same versions and settings on every host")

@@ -41,8 +41,9 @@ def _free_port() -> int:
 
 def launch_processes(workdir, *overrides, num_processes: int = NUM_PROCESSES,
                      process_ids=None, timeout: float = 600, env_extra=None,
-                     log_dir=None) -> list[dict]:
-  """Starts launch.py as processes `process_ids` of `num_processes` on loopback; waits for all.
+                     log_dir=None, env_by_process=None) -> list[dict]:
+  """Starts launch.py as processes `process_ids` of `num_processes` on loopback (process i with
+  `env_by_process[i]` added to its environment); waits for all.
 
   Returns [{"returncode", "log"}] per started process. Processes still running at the deadline
   (or when anything fails) are killed, so none outlives the test.
@@ -63,7 +64,9 @@ def launch_processes(workdir, *overrides, num_processes: int = NUM_PROCESSES,
       cmd = [sys.executable, str(REPO_ROOT / "launch.py"), f"--config={TINY_CONFIG}",
              f"--workdir={workdir}", f"--coordinator_address={coordinator}",
              f"--num_processes={num_processes}", f"--process_id={i}", *overrides]
-      started.append((subprocess.Popen(cmd, cwd=REPO_ROOT, env=env, stdout=log,
+      started.append((subprocess.Popen(cmd, cwd=REPO_ROOT,
+                                       env={**env, **(env_by_process or {}).get(i, {})},
+                                       stdout=log,
                                        stderr=subprocess.STDOUT), log, log_path))
     deadline = time.monotonic() + timeout
     for proc, _, _ in started:
@@ -148,3 +151,15 @@ def test_a_process_whose_peers_never_come_fails_fast(tmp_path):
   assert "waiting up to 5 s" in results[0]["log"]
   assert time.monotonic() - start < 200
   assert not (tmp_path / "alone" / "checkpoints").exists()
+
+
+def test_processes_in_different_environments_stop_in_one_line(tmp_path):
+  # Process 1's host sets another default matmul precision: the run must not start.
+  results = launch_processes(tmp_path / "mixed", *RUN_OVERRIDES, timeout=240,
+                             env_by_process={1: {"JAX_DEFAULT_MATMUL_PRECISION": "highest"}})
+  for i, r in enumerate(results):
+    assert r["returncode"] == 2, f"process {i}:\n{r['log'][-4000:]}"
+    errors = [line for line in r["log"].splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "Traceback" not in r["log"], r["log"][-4000:]
+    assert "process 1 differs from process 0 in matmul_precision: None → highest" in errors[0]
+  assert not (tmp_path / "mixed" / "checkpoints").exists()
