@@ -30,6 +30,7 @@ class GcsServer:
   def __init__(self, log_path):
     self.port = free_port()
     self.url = f"http://127.0.0.1:{self.port}"
+    self.log_path = pathlib.Path(log_path)
     self._log = open(log_path, "wb")  # pylint: disable=consider-using-with
     self.process = subprocess.Popen(  # pylint: disable=consider-using-with
         [sys.executable, str(pathlib.Path(__file__).with_name("gcs_emulator.py")), "start",

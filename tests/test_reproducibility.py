@@ -200,6 +200,20 @@ def test_sigkill_then_resume_with_the_workdir_in_a_bucket_is_bit_identical(refer
   assert_bit_identical(workdir, reference)
 
 
+@pytest.mark.slow
+def test_a_bucket_answering_503_and_429_changes_nothing(reference, gcs, cache_env):
+  # The server refuses every few requests for this workdir's objects, as GCS does under load:
+  # the clients retry with backoff, and the run ends as the reference did, bit for bit.
+  workdir = epath.Path(f"gs://runs/flaky-{time.time_ns()}")
+  _launch(workdir, cache_env)
+  assert_bit_identical(workdir, reference)
+  injected = [line.split() for line in gcs.log_path.read_text().splitlines()
+              if line.startswith("injected")]
+  assert {"503", "429"} <= {words[1] for words in injected}
+  refused = {words[2] for words in injected}  # uploads and reads both
+  assert "insert" in refused and refused & {"download", "get"}, injected
+
+
 def _free_port() -> int:
   with socket.socket() as s:
     s.bind(("127.0.0.1", 0))
