@@ -151,6 +151,13 @@ def _not_installed(monkeypatch, module: str):
   monkeypatch.setitem(sys.modules, module, None)
 
 
+def _no_web_runtime(monkeypatch):
+  """As on a machine where onnxruntime-web was never fetched."""
+  from pix2pix_jax.export import web_page  # pylint: disable=import-outside-toplevel
+  monkeypatch.setattr(web_page, "runtime_dir", lambda: pathlib.Path("/nonexistent/runtime"))
+  monkeypatch.setattr(web_page, "_npm_dist", lambda: pathlib.Path("/nonexistent/npm"))
+
+
 def _no_network(monkeypatch):
   def fail(url, destination):
     raise urllib.error.URLError("no route to host")
@@ -286,6 +293,12 @@ for mode, args, code, culprit, fix, kw in [
     ("export", ["--mode=export", "--output={base}/g.onnx"], 1,
      "--format=onnx needs the onnx package", 'pip install -e ".[onnx]"',
      {"setup": lambda monkeypatch: _not_installed(monkeypatch, "onnx")}),
+    ("export", ["--mode=export", "--output={base}/page", "--format=web"], 1,
+     "--format=web needs the onnx package", 'pip install -e ".[onnx]"',
+     {"setup": lambda monkeypatch: _not_installed(monkeypatch, "onnx")}),
+    ("export", ["--mode=export", "--output={base}/page", "--format=web"], 1,
+     "--format=web needs onnxruntime-web", "python -m pix2pix_jax.export.web_page --fetch_runtime",
+     {"setup": _no_web_runtime}),
     ("export", ["--mode=export", "--output={base}/pth", "--format=pth"], 1, "needs PyTorch",
      'pip install -e ".[torch]"',
      {"setup": lambda monkeypatch: _not_installed(monkeypatch, "torch")}),

@@ -40,11 +40,12 @@ _ELEMENTWISE = {
 }
 
 
-def _import_onnx():
+def import_onnx(needed_by: str = "--format=onnx"):
+  """The onnx package, or the one-line error naming `needed_by` and the extra to install."""
   try:
     import onnx
   except ImportError as e:
-    raise errors.MissingExtraError("--format=onnx", "the onnx package", "onnx") from e
+    raise errors.MissingExtraError(needed_by, "the onnx package", "onnx") from e
   return onnx
 
 
@@ -423,7 +424,7 @@ def build_model(generator, variables: Mapping[str, Any], mode: str, *, input_nc:
   Mode, layout, the mask inputs and `metadata` go into metadata_props; the model declares the
   lowest IR version its opset needs, so that older runtimes load it.
   """
-  onnx = _import_onnx()
+  onnx = import_onnx()
   if mode not in ("paper", "eval"):
     raise errors.UsageError(f"eval mode must be 'paper' or 'eval', got {mode!r}")
   multiple = getattr(generator, "size_multiple", None)
@@ -492,7 +493,7 @@ def _prune(nodes, initializers, output: str):
 
 def export_onnx(translator, path: str | os.PathLike, *, opset: int = OPSET) -> epath.Path:
   """Writes `translator`'s generator (an `inference.Translator`) as an ONNX model to `path`."""
-  onnx = _import_onnx()
+  onnx = import_onnx()
   path = storage.resolve(path, "--output")
   metadata = {"input_nc": translator.input_nc, "output_nc": translator.output_nc,
               "size_multiple": translator.size_multiple, "crop_size": translator.crop_size,

@@ -224,6 +224,9 @@ def export(config, workdir: str, output: str, step: int | None = None, *,
   (running averages, no dropout) unless --config.eval_mode=paper asks for the paper's (batch
   statistics, dropout masks drawn by the page at each translation)."""
   from pix2pix_jax import canvas, inference  # pylint: disable=g-import-not-at-top
+  from pix2pix_jax.export import onnx_model  # pylint: disable=g-import-not-at-top
+  onnx_model.import_onnx("--format=web")  # what the export needs, before the checkpoint
+  _runtime_files()
   config = config.copy_and_resolve_references()
   config.eval_mode = eval_mode
   translator = inference.translator(config, workdir, step)
