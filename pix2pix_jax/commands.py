@@ -188,16 +188,17 @@ def run_export(config, workdir: str, output: str, step: int | None = None, *,
     raise errors.UsageError("--mode=export needs --output: the artifact's path, e.g. "
                             "--output=gen.jax or --output=gen.onnx (a folder for --format=pth)")
   chosen = export.format_of(output, export_format)
+  writer = export.module(chosen.name).export
+  takes = inspect.signature(writer).parameters
   options = {}
   if with_discriminator:
-    if "with_discriminator" not in inspect.signature(export.module(chosen.name).export).parameters:
+    if "with_discriminator" not in takes:
       raise errors.UsageError(f"--with_discriminator applies to --format=pth only (--format="
                               f"{chosen.name} exports the generator)")
     options["with_discriminator"] = True
-  if eval_mode is not None and "eval_mode" in inspect.signature(
-      export.module(chosen.name).export).parameters:
+  if eval_mode is not None and "eval_mode" in takes:
     options["eval_mode"] = eval_mode
-  return export.module(chosen.name).export(config, workdir, output, step, **options)
+  return writer(config, workdir, output, step, **options)
 
 
 def run_summary(config, workdir: str, output: str | None = None) -> epath.Path:
